@@ -1,0 +1,155 @@
+"""Stage 1, read: one returned workbook → its fingerprint, identity and raw input cells.
+
+Cells are fetched by the addresses of the unit's template layout, never by
+scanning rows. Everything the unit can get wrong becomes a ``Problem`` in
+the result; nothing here raises for a bad workbook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kaohe import layout as L
+from kaohe.catalog import Catalog
+from kaohe.errors import Code, Problem
+from kaohe.parsing import RawCell, normalize_text
+from kaohe.registry import Registry
+
+_FILENAME_UNIT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]{0,31})_")
+
+
+@dataclass
+class ReadResult:
+    """What reading one file produced. ``unit_id`` is set once the fingerprint names a known unit."""
+
+    file: str
+    sha256: str
+    size: int
+    unit_id: str | None = None
+    fingerprint: dict[str, str] = field(default_factory=dict)
+    cells: dict[str, RawCell] = field(default_factory=dict)
+    identity: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, code: Code, message: str, expected: str = "", sheet: str = "", cell: str = "") -> None:
+        self.problems.append(Problem(code, self.file, message, expected, sheet, cell))
+
+
+def sniff(data: bytes) -> str | None:
+    """A Chinese explanation when the bytes are plainly not an .xlsx, else None."""
+    if not data:
+        return "文件为空"
+    if data.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "文件为加密的工作簿或旧版 .xls 格式,请取消密码后另存为 .xlsx"
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<table")):
+        return "文件实际是网页(HTML),不是 .xlsx 工作簿,请在 Excel/WPS 中另存为 .xlsx"
+    if not data.startswith(b"PK"):
+        return "文件不是 .xlsx 工作簿(可能是 CSV、文本或其他格式改了扩展名),请另存为 .xlsx"
+    return None
+
+
+def _cell_text(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return normalize_text(str(v))
+
+
+def read_workbook(path: str | Path, catalog: Catalog, registry: Registry, *, name: str | None = None) -> ReadResult:
+    path = Path(path)
+    data = path.read_bytes()
+    return read_workbook_bytes(data, name or path.name, catalog, registry)
+
+
+def read_workbook_bytes(data: bytes, name: str, catalog: Catalog, registry: Registry) -> ReadResult:
+    from openpyxl import load_workbook
+
+    res = ReadResult(file=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    why = sniff(data)
+    if why:
+        res.problem(Code.NOT_A_WORKBOOK, why, "考核办下发的 .xlsx 自评表")
+        return res
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=False, data_only=False, keep_links=False, keep_vba=False)
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError) as exc:
+        res.problem(Code.FILE_UNREADABLE, f"文件损坏或不是有效的 .xlsx 工作簿({type(exc).__name__})", "考核办下发的 .xlsx 自评表")
+        return res
+    except Exception as exc:  # noqa: BLE001 - any parser failure is this unit's problem only
+        res.problem(Code.FILE_UNREADABLE, f"无法读取工作簿({type(exc).__name__})", "考核办下发的 .xlsx 自评表")
+        return res
+    try:
+        _read_opened(wb, res, catalog, registry)
+    finally:
+        wb.close()
+    return res
+
+
+def _read_opened(wb, res: ReadResult, catalog: Catalog, registry: Registry) -> None:
+    if L.META_SHEET not in wb.sheetnames:
+        res.problem(Code.FINGERPRINT_MISSING, "工作簿中没有考核办模板的校验信息,不是下发的自评表或已被另存为新文件", "使用考核办下发的自评表填报")
+        return
+    meta = wb[L.META_SHEET]
+    fp: dict[str, str] = {}
+    for r, key in enumerate(L.META_KEYS, start=1):
+        k, v = meta.cell(row=r, column=1).value, meta.cell(row=r, column=2).value
+        if _cell_text(k) == key:
+            fp[key] = _cell_text(v)
+    res.fingerprint = fp
+    if fp.get("mark") != L.META_MARK or len(fp) != len(L.META_KEYS):
+        res.problem(Code.FINGERPRINT_MISSING, "模板校验信息不完整或已被改动", "使用考核办下发的自评表填报", sheet=L.META_SHEET)
+        return
+    if fp["year"] != str(catalog.year):
+        res.problem(Code.FINGERPRINT_YEAR, f"这是 {fp['year']} 年度的自评表,本次考核为 {catalog.year} 年度", f"{catalog.year} 年度自评表")
+        return
+    if fp["catalog_hash"] != catalog.content_hash:
+        res.problem(Code.FINGERPRINT_CATALOG, "自评表依据的指标体系与本次考核的指标体系不一致(可能是旧版模板)", "考核办最新下发的自评表")
+        return
+    if fp["template_version"] != str(catalog.template_version) or fp["layout_version"] != str(L.LAYOUT_VERSION):
+        res.problem(Code.FINGERPRINT_TEMPLATE, "自评表模板版本与本次考核不一致", "考核办最新下发的自评表")
+        return
+    unit = registry.get(fp["unit_id"])
+    if unit is None:
+        res.problem(Code.UNIT_UNKNOWN, f"自评表所属单位代码 {fp['unit_id']} 不在考核对象名录中", "本单位的自评表")
+        return
+    lay = L.layout(catalog, unit)
+    if fp["layout_digest"] != lay.digest:
+        res.problem(Code.FINGERPRINT_TEMPLATE, "自评表与考核对象名录中本单位的信息(考核组、标签)不一致,可能是旧版模板", "考核办最新下发的自评表")
+        return
+    m = _FILENAME_UNIT.match(res.file)
+    if m and m.group(1) in registry and m.group(1) != unit.unit_id:
+        other = registry.get(m.group(1))
+        res.problem(
+            Code.UNIT_MISMATCH,
+            f"文件名显示为{other.unit_name}({other.unit_id}),但文件是{unit.unit_name}({unit.unit_id})的自评表",
+            f"使用本单位({other.unit_name})的自评表",
+        )
+        return
+    if L.FORM_SHEET not in wb.sheetnames:
+        res.problem(Code.SHEET_MISSING, f"缺少工作表「{L.FORM_SHEET}」", "不要删除或重命名工作表")
+        return
+    ws = wb[L.FORM_SHEET]
+    for addr, expected in lay.fixed_cells:
+        actual = _cell_text(ws[addr].value)
+        if actual != normalize_text(expected):
+            res.problem(
+                Code.TEMPLATE_EDITED,
+                f"模板内容被修改:此处应为“{expected[:40]}”,实际为“{actual[:40]}”",
+                "恢复考核办下发的原内容",
+                sheet=L.FORM_SHEET,
+                cell=addr,
+            )
+    res.unit_id = unit.unit_id
+    res.identity = {
+        key: _cell_text(ws[addr].value) for key, (_, _, addr) in L.INPUT_IDENTITY.items()
+    }
+    for block in lay.blocks:
+        for _key, _spec, addr in block.inputs():
+            c = ws[addr]
+            res.cells[addr] = RawCell(addr, c.value, c.data_type, c.number_format or "General")

@@ -1,0 +1,98 @@
+"""Stage 2, parse: raw cells → typed entries, each keeping file, sheet and cell.
+
+An entry exists for every input cell of the unit's template: the item's
+fields plus three pseudo-fields, 不适用 (``__na``), 不适用理由
+(``__na_reason``) and 佐证材料 (``__evidence``). An entry whose cell could not
+be parsed has ``value=None`` and ``rejected=True``; its problem is in
+``Submission.problems`` and validation does not report the cell again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from kaohe import layout as L
+from kaohe.layout import EVIDENCE_KEY, NA_KEY, PSEUDO_SPECS, REASON_KEY, field_hint  # noqa: F401
+from kaohe.catalog import Catalog, FieldSpec
+from kaohe.errors import Problem
+from kaohe.parsing import Parsed, RawCell, parse_cell
+from kaohe.reading import ReadResult
+from kaohe.registry import Registry
+
+
+
+@dataclass(frozen=True)
+class Entry:
+    item_id: str
+    key: str
+    label: str
+    sheet: str
+    address: str
+    raw: str
+    value: Decimal | str | None
+    note: str = ""
+    rejected: bool = False
+
+
+@dataclass
+class Submission:
+    unit_id: str
+    file: str
+    sha256: str
+    entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    identity: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def value(self, item_id: str, key: str):
+        e = self.entries.get((item_id, key))
+        return None if e is None else e.value
+
+    def is_na(self, item_id: str) -> bool:
+        return self.value(item_id, NA_KEY) == "是"
+
+    def with_value(self, item_id: str, key: str, value, note: str) -> "Submission":
+        """A copy with one entry's value replaced (used by review; never mutates)."""
+        entries = dict(self.entries)
+        entries[(item_id, key)] = replace(entries[(item_id, key)], value=value, note=note, rejected=False)
+        return Submission(self.unit_id, self.file, self.sha256, entries, dict(self.identity), list(self.problems))
+
+
+def field_spec(catalog: Catalog, item_id: str, key: str) -> FieldSpec:
+    if key in PSEUDO_SPECS:
+        return PSEUDO_SPECS[key]
+    return catalog.item(item_id).field(key)
+
+
+def parse_submission(read: ReadResult, catalog: Catalog, registry: Registry) -> Submission | None:
+    """None when the file could not be tied to a unit (its problems stay on ``read``)."""
+    if read.unit_id is None:
+        return None
+    unit = registry.get(read.unit_id)
+    lay = L.layout(catalog, unit)
+    sub = Submission(read.unit_id, read.file, read.sha256, identity=dict(read.identity), problems=list(read.problems))
+    for block in lay.blocks:
+        for key, spec, addr in block.inputs():
+            label = spec.label
+            cell = read.cells.get(addr, RawCell(addr, None))
+            result = parse_cell(cell, spec)
+            if isinstance(result, Parsed):
+                entry = Entry(block.item_id, key, label, L.FORM_SHEET, addr, cell.text, result.value, result.note)
+            else:
+                entry = Entry(block.item_id, key, label, L.FORM_SHEET, addr, cell.text, None, rejected=True)
+                sub.problems.append(
+                    Problem(
+                        result.code,
+                        read.file,
+                        f"{catalog.item(block.item_id).title}「{label}」{result.message}",
+                        expected=field_hint(spec),
+                        sheet=L.FORM_SHEET,
+                        cell=addr,
+                        item_id=block.item_id,
+                        field=label,
+                        value=cell.text[:100],
+                    )
+                )
+            sub.entries[(block.item_id, key)] = entry
+    return sub
+

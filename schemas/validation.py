@@ -1,0 +1,312 @@
+"""Stage 3, validate: pandera schemas built from the catalog, run lazily.
+
+The frame has one row per submission (index: file name) and, per item,
+``<item>.<field>`` columns holding parsed values (Decimal or str), the
+pseudo-fields ``<item>.__na``, ``<item>.__na_reason``, ``<item>.__evidence``
+and ``<item>.__applies`` (whether the item is in the unit's template).
+
+Every check is named ``<code>|<item>|<field>``, so each pandera failure case
+maps back to one cell of one workbook. A cell that already failed parsing is
+not reported again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from kaohe.catalog import Catalog, FieldSpec, Item
+from kaohe.errors import Code, Problem
+from kaohe.layout import EVIDENCE_KEY, NA_KEY, PSEUDO_SPECS, REASON_KEY, field_hint, fmt_decimal
+from kaohe.registry import Registry
+from kaohe.rules import MissingValue, apply_rule
+from kaohe.submission import Submission
+
+APPLIES = "__applies"
+PHONE = re.compile(r"^[0-9+()\-\s转]{5,30}$")
+
+
+def col(item_id: str, key: str) -> str:
+    return f"{item_id}.{key}"
+
+
+#: check name → what is wrong, in Chinese (pandera reports the name)
+MESSAGES: dict[str, str] = {}
+
+
+def _named(code: Code, item_id: str, key: str, message: str) -> str:
+    name = f"{code.value}|{item_id}|{key}"
+    MESSAGES[name] = message
+    return name
+
+
+# ------------------------------------------------------------- fixed columns
+
+
+class IdentityModel(pa.DataFrameModel):
+    """The fixed columns every submission has, whatever the catalog says."""
+
+    file: Series[str] = pa.Field(unique=True)
+    unit_id: Series[str] = pa.Field(str_matches=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+    filler: Series[str] = pa.Field(str_length={"max_value": 50})
+    phone: Series[str] = pa.Field(nullable=True)
+
+    @pa.check("phone", name="phone_format", element_wise=True)
+    def phone_format(cls, v: str) -> bool:  # noqa: N805 - pandera's classmethod checks
+        return v == "" or bool(PHONE.match(v))
+
+    class Config:
+        strict = True
+
+
+def identity_problems(subs: list[Submission]) -> dict[str, list[Problem]]:
+    """Duplicate units across files and malformed contact cells, per file."""
+    out: dict[str, list[Problem]] = {s.file: [] for s in subs}
+    if not subs:
+        return out
+    frame = pd.DataFrame(
+        {
+            "file": [s.file for s in subs],
+            "unit_id": [s.unit_id for s in subs],
+            "filler": [s.identity.get("filler", "") for s in subs],
+            "phone": [s.identity.get("phone", "") for s in subs],
+        }
+    )
+    try:
+        IdentityModel.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        for _, fc in exc.failure_cases.iterrows():
+            idx = fc["index"]
+            if pd.isna(idx):
+                continue
+            sub = subs[int(idx)]
+            column = fc["column"]
+            if column == "phone":
+                out[sub.file].append(
+                    Problem(Code.NOT_A_NUMBER, sub.file, f"联系电话“{fc['failure_case']}”格式不正确", "电话号码,如 0812-1234567", "自评表", "F3", field="联系电话")
+                )
+            elif column == "filler":
+                out[sub.file].append(Problem(Code.TEXT_TOO_LONG, sub.file, "填报人超过 50 字", "填报人姓名", "自评表", "B3", field="填报人"))
+    by_unit: dict[str, list[Submission]] = {}
+    for s in subs:
+        by_unit.setdefault(s.unit_id, []).append(s)
+    for unit_id, group in by_unit.items():
+        if len(group) > 1:
+            names = "、".join(sorted(s.file for s in group))
+            for s in group:
+                out[s.file].append(
+                    Problem(Code.DUPLICATE_UNIT, s.file, f"单位 {unit_id} 报送了多份自评表({names}),无法确定以哪一份为准", "每个单位只报送一份自评表")
+                )
+    return out
+
+
+# --------------------------------------------------------- catalog columns
+
+
+def _bound_checks(item: Item, spec: FieldSpec) -> list[pa.Check]:
+    checks = []
+    if spec.type in ("integer", "decimal", "percent"):
+        lo, hi = spec.lower, spec.upper
+        if lo is not None:
+            checks.append(
+                pa.Check(lambda v, lo=lo: v >= lo, element_wise=True, ignore_na=True, name=_named(Code.BELOW_MIN, item.id, spec.key, f"不得小于 {fmt_decimal(lo)}{spec.unit}"))
+            )
+        if hi is not None:
+            checks.append(
+                pa.Check(lambda v, hi=hi: v <= hi, element_wise=True, ignore_na=True, name=_named(Code.ABOVE_MAX, item.id, spec.key, f"不得大于 {fmt_decimal(hi)}{spec.unit}"))
+            )
+    return checks
+
+
+def _active(df: pd.DataFrame, item: Item) -> pd.Series:
+    """Rows where the item is in the template and not marked 不适用."""
+    applies = df[col(item.id, APPLIES)].astype(bool)
+    if item.na_allowed:
+        return applies & (df[col(item.id, NA_KEY)] != "是")
+    return applies
+
+
+def _required_check(item: Item, spec: FieldSpec) -> pa.Check:
+    c = col(item.id, spec.key)
+    return pa.Check(
+        lambda df: ~(_active(df, item) & df[c].isna()),
+        name=_named(Code.REQUIRED, item.id, spec.key, "未填写"),
+    )
+
+
+def _row_values(row: pd.Series, item: Item) -> dict:
+    return {f.key: (None if pd.isna(row[col(item.id, f.key)]) else row[col(item.id, f.key)]) for f in item.fields}
+
+
+def _claims_points(row: pd.Series, item: Item) -> bool:
+    try:
+        out = apply_rule(item, _row_values(row, item))
+    except (MissingValue, KeyError, ValueError, ArithmeticError, TypeError):
+        return False  # the missing or invalid value is reported by its own check
+    return out.score > 0 or out.bonus > 0
+
+
+def _evidence_check(item: Item) -> pa.Check:
+    ev = col(item.id, EVIDENCE_KEY)
+
+    def check(df: pd.DataFrame) -> pd.Series:
+        suspect = _active(df, item) & df[ev].isna()
+        ok = pd.Series(True, index=df.index)
+        for idx in df.index[suspect]:
+            ok[idx] = not _claims_points(df.loc[idx], item)
+        return ok
+
+    return pa.Check(check, name=_named(Code.EVIDENCE_REQUIRED, item.id, EVIDENCE_KEY, ":主张得分但未填写佐证材料"))
+
+
+def _ratio_check(item: Item) -> pa.Check:
+    n, d = col(item.id, item.rule.numerator), col(item.id, item.rule.denominator)
+
+    def check(df: pd.DataFrame) -> pd.Series:
+        both = df[n].notna() & df[d].notna()
+        ok = pd.Series(True, index=df.index)
+        ok[both] = [a <= b for a, b in zip(df.loc[both, n], df.loc[both, d])]
+        return ok
+
+    label_d = item.field(item.rule.denominator).label
+    return pa.Check(check, name=_named(Code.NUMERATOR_GT_DENOMINATOR, item.id, item.rule.numerator, f"大于「{label_d}」"))
+
+
+def _na_checks(item: Item) -> list[pa.Check]:
+    na, reason = col(item.id, NA_KEY), col(item.id, REASON_KEY)
+    fields = [col(item.id, f.key) for f in item.fields]
+    marked = lambda df: df[col(item.id, APPLIES)].astype(bool) & (df[na] == "是")  # noqa: E731
+    return [
+        pa.Check(lambda df: ~(marked(df) & df[reason].isna()), name=_named(Code.NA_REASON_REQUIRED, item.id, REASON_KEY, ":选择不适用但未填写理由")),
+        pa.Check(
+            lambda df: ~(marked(df) & df[fields].notna().any(axis=1)),
+            name=_named(Code.NA_WITH_VALUES, item.id, NA_KEY, ":选择不适用但又填写了数值"),
+        ),
+    ]
+
+
+_SCHEMAS: dict[str, pa.DataFrameSchema] = {}
+
+
+def build_schema(catalog: Catalog) -> pa.DataFrameSchema:
+    """The catalog's schema, built once per catalog content."""
+    schema = _SCHEMAS.get(catalog.content_hash)
+    if schema is None:
+        schema = _SCHEMAS[catalog.content_hash] = _build_schema(catalog)
+    return schema
+
+
+def _build_schema(catalog: Catalog) -> pa.DataFrameSchema:
+    columns: dict[str, pa.Column] = {}
+    checks: list[pa.Check] = []
+    for item in catalog.items:
+        columns[col(item.id, APPLIES)] = pa.Column(bool)
+        for spec in item.fields:
+            columns[col(item.id, spec.key)] = pa.Column(object, checks=_bound_checks(item, spec), nullable=True)
+            if spec.required:
+                checks.append(_required_check(item, spec))
+        for key in (NA_KEY, REASON_KEY, EVIDENCE_KEY):
+            columns[col(item.id, key)] = pa.Column(object, nullable=True)
+        if item.rule.type == "ratio" and item.rule.numerator is not None:
+            checks.append(_ratio_check(item))
+        if item.evidence and item.kind != "veto":
+            checks.append(_evidence_check(item))
+        if item.na_allowed:
+            checks.extend(_na_checks(item))
+    return pa.DataFrameSchema(columns, checks=checks, strict=True, name=f"catalog {catalog.year}")
+
+
+def submissions_frame(subs: list[Submission], catalog: Catalog, registry: Registry) -> pd.DataFrame:
+    rows = []
+    for s in subs:
+        unit = registry.get(s.unit_id)
+        applicable = {i.id for i in catalog.applicable_items(unit.group, unit.tags)}
+        row: dict[str, object] = {}
+        for item in catalog.items:
+            row[col(item.id, APPLIES)] = item.id in applicable
+            for key in [f.key for f in item.fields] + [NA_KEY, REASON_KEY, EVIDENCE_KEY]:
+                row[col(item.id, key)] = s.value(item.id, key)
+        rows.append(row)
+    columns = list(build_schema(catalog).columns)
+    frame = pd.DataFrame(rows, index=[s.file for s in subs], columns=columns)
+    for c in columns:
+        if not c.endswith(APPLIES):
+            frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    return frame
+
+
+@dataclass(frozen=True)
+class _Failure:
+    file: str
+    code: Code
+    item_id: str
+    key: str
+    message: str
+
+
+def _failures(exc: pa.errors.SchemaErrors) -> list[_Failure]:
+    out = []
+    fc = exc.failure_cases
+    for _, r in fc.iterrows():
+        check = str(r["check"])
+        if "|" not in check or pd.isna(r["index"]):
+            raise RuntimeError(f"unexpected schema failure: {r.to_dict()}")  # a bug in the schema, not the unit's
+        code, item_id, key = check.split("|", 2)
+        out.append(_Failure(str(r["index"]), Code(code), item_id, key, ""))
+    return out
+
+
+def validate_submissions(subs: list[Submission], catalog: Catalog, registry: Registry) -> dict[str, list[Problem]]:
+    """All problems per file: parse problems, identity problems and every schema failure."""
+    problems: dict[str, list[Problem]] = {s.file: list(s.problems) for s in subs}
+    for file, extra in identity_problems(subs).items():
+        problems[file].extend(extra)
+    if not subs:
+        return problems
+    schema = build_schema(catalog)
+    frame = submissions_frame(subs, catalog, registry)
+    try:
+        schema.validate(frame, lazy=True)
+        failures: list[_Failure] = []
+    except pa.errors.SchemaErrors as exc:
+        failures = _failures(exc)
+    by_file = {s.file: s for s in subs}
+    seen: set[tuple] = set()
+    for f in failures:
+        sub = by_file[f.file]
+        entry = sub.entries.get((f.item_id, f.key))
+        if entry is None or entry.rejected:
+            continue  # not in this unit's template, or already reported by the parser
+        key = (f.file, f.code, f.item_id, f.key)
+        if key in seen:
+            continue
+        seen.add(key)
+        item = catalog.item(f.item_id)
+        spec = PSEUDO_SPECS.get(f.key) or item.field(f.key)
+        problems[f.file].append(
+            Problem(
+                f.code,
+                f.file,
+                f"{item.title}「{entry.label}」{MESSAGES[f'{f.code.value}|{f.item_id}|{f.key}']}",
+                expected=_expected(f.code, spec),
+                sheet=entry.sheet,
+                cell=entry.address,
+                item_id=f.item_id,
+                field=entry.label,
+                value=entry.raw[:100],
+            )
+        )
+    return problems
+
+
+def _expected(code: Code, spec: FieldSpec) -> str:
+    return {
+        Code.NUMERATOR_GT_DENOMINATOR: "分子不大于分母",
+        Code.EVIDENCE_REQUIRED: "列明佐证材料名称、文号或链接",
+        Code.NA_REASON_REQUIRED: "填写不适用的理由",
+        Code.NA_WITH_VALUES: "不适用时不填写数值;如适用请选择“否”",
+    }.get(code, field_hint(spec))
