@@ -31,6 +31,8 @@ class ReadResult:
     sha256: str
     size: int
     unit_id: str | None = None
+    #: the unit the file name says sent it, when that differs from the template's unit
+    claimed_unit: str | None = None
     fingerprint: dict[str, str] = field(default_factory=dict)
     cells: dict[str, RawCell] = field(default_factory=dict)
     identity: dict[str, str] = field(default_factory=dict)
@@ -125,6 +127,7 @@ def _read_opened(wb, res: ReadResult, catalog: Catalog, registry: Registry) -> N
     m = _FILENAME_UNIT.match(res.file)
     if m and m.group(1) in registry and m.group(1) != unit.unit_id:
         other = registry.get(m.group(1))
+        res.claimed_unit = other.unit_id
         res.problem(
             Code.UNIT_MISMATCH,
             f"文件名显示为{other.unit_name}({other.unit_id}),但文件是{unit.unit_name}({unit.unit_id})的自评表",

@@ -227,6 +227,7 @@ def build_one(src: Path, weight: str, out_dir: Path, charset: str,
     rename(font, weight, charset)
     out = out_dir / f"{PS_FAMILY}-{weight}.ttf"
     out_dir.mkdir(parents=True, exist_ok=True)
+    font.recalcTimestamp = False  # keep the source's head.modified: reproducible bytes
     font.save(out)
 
     check = TTFont(out)

@@ -1,0 +1,121 @@
+"""The year-end flow: wires the plain stages of kaohe.pipeline as Prefect tasks.
+
+Retries only on I/O (loading inputs, reading workbooks, writing the run);
+the computing stages are deterministic, so retrying them could only repeat
+a bug. Results are not cached yet: every run reads every file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from kaohe import pipeline as P
+from kaohe.catalog import Catalog, load_catalog
+from kaohe.paths import bundled
+from kaohe.registry import Registry, load_registry
+from kaohe.review import load_components, load_review
+
+IO = dict(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+PURE = dict(cache_policy=NO_CACHE)
+
+
+@task(name="load-inputs", **IO)
+def load_inputs_task(catalog_path: Path, registry_path: Path, review_path: Path | None, components_path: Path | None):
+    catalog = load_catalog(catalog_path)
+    registry = load_registry(registry_path, catalog)
+    review_rows = load_review(review_path) if review_path else []
+    components = load_components(components_path, catalog, registry) if components_path else {}
+    return catalog, registry, review_rows, components
+
+
+@task(name="read", **IO)
+def read_task(paths: list[Path], catalog: Catalog, registry: Registry):
+    return P.read_stage(paths, catalog, registry)
+
+
+@task(name="parse", **PURE)
+def parse_task(reads, catalog: Catalog, registry: Registry):
+    return P.parse_stage(reads, catalog, registry)
+
+
+@task(name="validate", **PURE)
+def validate_task(reads, subs, catalog: Catalog, registry: Registry):
+    return P.validate_stage(reads, subs, catalog, registry)
+
+
+@task(name="review", **PURE)
+def review_task(rows, intake, catalog: Catalog, registry: Registry):
+    return P.review_stage(rows, intake, catalog, registry)
+
+
+@task(name="score", **PURE)
+def score_task(intake, reviewed, changes, components, catalog: Catalog, registry: Registry):
+    return P.score_stage(intake, reviewed, changes, components, catalog, registry)
+
+
+@task(name="rank", **PURE)
+def rank_task(results, catalog: Catalog):
+    return P.rank_stage(results, catalog)
+
+
+@task(name="write-run", **IO)
+def write_task(run: Path, **kwargs):
+    return P.write_run(run, **kwargs)
+
+
+def resolve(year: int, catalog: str | None, registry: str | None, submissions: str | None, review: str | None, components: str | None) -> dict[str, Path | None]:
+    """Explicit paths, else the bundled inputs of the year (review/components only if present)."""
+    b = bundled(year)
+    return {
+        "catalog": Path(catalog) if catalog else b.catalog,
+        "registry": Path(registry) if registry else b.registry,
+        "submissions": Path(submissions) if submissions else b.submissions,
+        "review": Path(review) if review else (b.review if b.review.is_file() and not submissions else None),
+        "components": Path(components) if components else (b.components if b.components.is_file() and not submissions else None),
+    }
+
+
+@flow(name="kaohe-year-end", log_prints=False, validate_parameters=True)
+def year_end(
+    year: int,
+    catalog: str | None = None,
+    registry: str | None = None,
+    submissions: str | None = None,
+    review: str | None = None,
+    components: str | None = None,
+    out: str = "outputs",
+) -> str:
+    """Score one year: returns the new run folder."""
+    paths = resolve(year, catalog, registry, submissions, review, components)
+    cat, reg, review_rows, comps = load_inputs_task(paths["catalog"], paths["registry"], paths["review"], paths["components"])
+    if cat.year != year:
+        from kaohe.errors import RunError
+
+        raise RunError(f"指标体系 {paths['catalog']} 的年度为 {cat.year},与 --year {year} 不一致")
+    files = P.list_submission_files(paths["submissions"])
+    reads = read_task(files, cat, reg)
+    subs = parse_task(reads, cat, reg)
+    intake = validate_task(reads, subs, cat, reg)
+    reviewed, changes, notes = review_task(review_rows, intake, cat, reg)
+    results = rank_task(score_task(intake, reviewed, changes, comps, cat, reg), cat)
+    run = P.new_run_folder(out, year)
+    input_files = P.archive_inputs(
+        run, {k: v for k, v in paths.items() if k != "submissions"}, files
+    )
+    params = {"year": year, "out": out} | {k: (str(v) if v else None) for k, v in paths.items()}
+    write_task(
+        run,
+        catalog=cat,
+        registry=reg,
+        results=results,
+        intake=intake,
+        params=params,
+        input_files=input_files,
+        review_notes=notes,
+        review_rows=len(review_rows),
+        changes=changes,
+    )
+    return str(run)

@@ -1,0 +1,189 @@
+"""The ``kaohe`` command: templates, validate, sample, run.
+
+Messages for the office are Chinese. Exit codes: 0 done / clean, 1 problems
+found in units' workbooks (validate), 2 an office input is wrong (catalog,
+registry, review sheet, components, arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from kaohe.errors import KaoheError
+
+DEFAULT_YEAR = 2025
+
+
+def _year_default() -> int:
+    return DEFAULT_YEAR
+
+
+def _catalog_and_registry(args):
+    from kaohe.catalog import load_catalog
+    from kaohe.paths import bundled
+    from kaohe.registry import load_registry
+
+    b = bundled(args.year)
+    catalog = load_catalog(args.catalog or b.catalog)
+    registry = load_registry(args.registry or b.registry, catalog)
+    return catalog, registry
+
+
+def cmd_templates(args) -> int:
+    from kaohe.template import template_filename, write_templates
+
+    catalog, registry = _catalog_and_registry(args)
+    out = Path(args.out)
+    clash = [template_filename(u, catalog.year) for u in registry if (out / template_filename(u, catalog.year)).exists()]
+    if clash and not args.force:
+        print(f"输出目录 {out} 中已有 {len(clash)} 份同名自评表(如 {clash[0]}),未覆盖。如需重新生成请加 --force。", file=sys.stderr)
+        return 2
+    paths = write_templates(catalog, registry, out)
+    print(f"已生成 {len(paths)} 份自评表模板 → {out}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from kaohe.outputs import write_feedback_xlsx
+    from kaohe.pipeline import parse_stage, read_stage, validate_stage
+
+    catalog, registry = _catalog_and_registry(args)
+    files = []
+    for f in args.files:
+        p = Path(f)
+        files.extend(sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p])
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        print("找不到文件: " + "、".join(missing), file=sys.stderr)
+        return 2
+    reads = read_stage(files, catalog, registry)
+    intake = validate_stage(reads, parse_stage(reads, catalog, registry), catalog, registry)
+    n_bad = 0
+    for r in reads:
+        problems = intake.problems.get(r.file, [])
+        unit = registry.get(intake.file_unit.get(r.file, "")) if intake.file_unit.get(r.file) else None
+        label = f"{unit.unit_name}({unit.unit_id})" if unit else "未能识别单位"
+        if not problems:
+            if not args.quiet:
+                print(f"✓ {r.file}:{label},校验通过")
+            continue
+        n_bad += 1
+        print(f"✗ {r.file}:{label},发现 {len(problems)} 处问题")
+        for p in problems:
+            print(f"  {p.render()}")
+        if args.feedback:
+            fb = Path(args.feedback)
+            fb.mkdir(parents=True, exist_ok=True)
+            target = fb / f"{Path(r.file).stem}_退回意见.xlsx"
+            write_feedback_xlsx(target, r.file, label, problems, catalog)
+    print(f"共 {len(reads)} 份,通过 {len(reads) - n_bad} 份,有问题 {n_bad} 份。")
+    return 1 if n_bad else 0
+
+
+def cmd_sample(args) -> int:
+    from kaohe.sample import generate
+
+    catalog, registry = _catalog_and_registry(args)
+    out = Path(args.out)
+    if (out / "submissions").exists() and any((out / "submissions").iterdir()) and not args.force:
+        print(f"{out / 'submissions'} 不为空,未覆盖。如需重新生成请加 --force。", file=sys.stderr)
+        return 2
+    reg, planted = generate(catalog, registry, out, units=args.units, seed=args.seed, with_mistakes=args.with_mistakes, missing=args.missing)
+    print(f"已生成 {len(reg) - args.missing} 份填报样例(共 {len(reg)} 个单位)→ {out}")
+    if planted:
+        print(f"植入错误 {len(planted)} 处,清单见 {out / 'planted.csv'}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from kaohe.pipeline import environment_defaults
+
+    environment_defaults()
+    from kaohe.flows.year_end import year_end
+
+    run = year_end(
+        year=args.year,
+        catalog=args.catalog,
+        registry=args.registry,
+        submissions=args.submissions,
+        review=args.review,
+        components=args.components,
+        out=args.out,
+    )
+    _summary(Path(run))
+    return 0
+
+
+def _summary(run: Path) -> None:
+    import json
+
+    m = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    u = m["units"]
+    s = m["file_states"]
+    print(f"{m['year']} 年度考核计分完成 → {run}")
+    print(f"  单位:已计分 {u['scored']},未通过校验 {u['rejected']},未报送 {u['missing']}")
+    print(
+        f"  文件:计分 {s['scored']},退回 {s['rejected']},重复 {s['duplicate']},"
+        f"名录外单位 {s['unknown_unit']},非工作簿 {s['not_a_workbook']}"
+    )
+    print(f"  审核意见:{m['review']['rows']} 行,修改 {m['review']['changed_values']} 个数值")
+    print("  输出:" + "、".join(o for o in m["outputs"] if "/" not in o))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kaohe", description="依法行政考核:指标体系、自评表、校验、计分与通报")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, registry=True):
+        sp.add_argument("--year", type=int, default=_year_default(), help="考核年度(默认 %(default)s)")
+        sp.add_argument("--catalog", help="指标体系 YAML(默认:该年度的内置指标体系)")
+        if registry:
+            sp.add_argument("--registry", help="考核对象名录 CSV/XLSX(默认:该年度的内置名录)")
+
+    t = sub.add_parser("templates", help="为每个单位生成自评表模板")
+    common(t)
+    t.add_argument("--out", required=True, help="输出目录")
+    t.add_argument("--force", action="store_true", help="覆盖已有的同名模板")
+    t.set_defaults(func=cmd_templates)
+
+    v = sub.add_parser("validate", help="校验报送的自评表")
+    common(v)
+    v.add_argument("files", nargs="+", help="自评表文件或目录")
+    v.add_argument("--feedback", help="为有问题的文件生成退回意见工作簿的目录")
+    v.add_argument("--quiet", action="store_true", help="只列出有问题的文件")
+    v.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("sample", help="生成填报样例(演示、测试与基准)")
+    common(s)
+    s.add_argument("--out", required=True)
+    s.add_argument("--units", type=int, help="单位数(默认:名录中的全部单位)")
+    s.add_argument("--seed", type=int, default=date.today().year)
+    s.add_argument("--with-mistakes", action="store_true", help="植入常见填报错误,清单写入 planted.csv")
+    s.add_argument("--missing", type=int, default=0, help="最后 N 个单位不报送")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(func=cmd_sample)
+
+    r = sub.add_parser("run", help="年终计分:读取、校验、审核、计分、排名,写入新的运行目录")
+    common(r)
+    r.add_argument("--submissions", help="自评表目录(默认:该年度的内置报送材料)")
+    r.add_argument("--review", help="审核意见表 CSV/XLSX")
+    r.add_argument("--components", help="其他考核分项得分表 CSV/XLSX(unit_id, component, score)")
+    r.add_argument("--out", default="outputs", help="输出根目录(默认 outputs/)")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KaoheError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""The year-end stages as plain functions: read → parse → validate → score → rank → write.
+
+The Prefect flow in ``kaohe.flows.year_end`` only wires these together.
+Every submission file ends in exactly one state, recorded in the manifest:
+``scored``, ``rejected`` (problems listed), ``duplicate`` (several files for
+one unit: all reported, none preferred), ``unknown_unit``, ``not_a_workbook``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kaohe import __version__
+from kaohe.catalog import Catalog
+from kaohe.errors import Code, Problem, ReviewError, RunExistsError
+from kaohe.outputs import write_feedback_xlsx, write_items_csv, write_results_csv, write_results_xlsx
+from kaohe.ranking import rank_all
+from kaohe.reading import ReadResult, read_workbook
+from kaohe.registry import Registry
+from kaohe.review import ReviewRow, apply_review, check_components
+from kaohe.schemas.validation import validate_submissions
+from kaohe.scoring import UnitResult, score_unit, unscored
+from kaohe.submission import Submission, parse_submission
+
+FILE_STATES = ("scored", "rejected", "duplicate", "unknown_unit", "not_a_workbook")
+
+
+@dataclass
+class Intake:
+    """What validation made of the submissions folder."""
+
+    valid: dict[str, Submission] = field(default_factory=dict)  # unit_id → submission
+    file_state: dict[str, str] = field(default_factory=dict)  # file → state
+    file_unit: dict[str, str] = field(default_factory=dict)  # file → unit_id ("" if none)
+    file_sha: dict[str, str] = field(default_factory=dict)
+    problems: dict[str, list[Problem]] = field(default_factory=dict)  # file → problems
+    rejected_units: dict[str, list[str]] = field(default_factory=dict)  # unit_id → files
+
+
+def list_submission_files(folder: str | Path) -> list[Path]:
+    """Every regular file in the folder (sorted by name), whatever its extension."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: p.name)
+
+
+# ----------------------------------------------------------------- stages
+
+
+def read_stage(paths: list[Path], catalog: Catalog, registry: Registry) -> list[ReadResult]:
+    return [read_workbook(p, catalog, registry) for p in paths]
+
+
+def parse_stage(reads: list[ReadResult], catalog: Catalog, registry: Registry) -> list[Submission]:
+    subs = []
+    for r in reads:
+        s = parse_submission(r, catalog, registry)
+        if s is not None:
+            subs.append(s)
+    return subs
+
+
+def validate_stage(reads: list[ReadResult], subs: list[Submission], catalog: Catalog, registry: Registry) -> Intake:
+    intake = Intake()
+    by_file = validate_submissions(subs, catalog, registry)
+    for r in reads:
+        intake.file_sha[r.file] = r.sha256
+        intake.file_unit[r.file] = r.unit_id or r.claimed_unit or r.fingerprint.get("unit_id", "")
+        if r.unit_id is None:
+            intake.problems[r.file] = list(r.problems)
+            codes = {p.code for p in r.problems}
+            if codes & {Code.NOT_A_WORKBOOK, Code.FILE_UNREADABLE}:
+                intake.file_state[r.file] = "not_a_workbook"
+            elif Code.UNIT_UNKNOWN in codes:
+                intake.file_state[r.file] = "unknown_unit"
+            else:
+                intake.file_state[r.file] = "rejected"
+    for s in subs:
+        ps = by_file[s.file]
+        intake.problems[s.file] = ps
+        if any(p.code == Code.DUPLICATE_UNIT for p in ps):
+            intake.file_state[s.file] = "duplicate"
+            intake.rejected_units.setdefault(s.unit_id, []).append(s.file)
+        elif ps:
+            intake.file_state[s.file] = "rejected"
+            intake.rejected_units.setdefault(s.unit_id, []).append(s.file)
+        else:
+            intake.file_state[s.file] = "scored"
+            intake.valid[s.unit_id] = s
+    # a rejected file naming a unit (wrong year, old template, ...) also marks that unit as rejected
+    for file, state in intake.file_state.items():
+        uid = intake.file_unit.get(file, "")
+        if state == "rejected" and uid and uid in registry and uid not in intake.valid:
+            files = intake.rejected_units.setdefault(uid, [])
+            if file not in files:
+                files.append(file)
+    return intake
+
+
+def review_stage(
+    rows: list[ReviewRow], intake: Intake, catalog: Catalog, registry: Registry
+) -> tuple[dict[str, Submission], dict, list[str]]:
+    reviewed, changes, notes = apply_review(rows, catalog, registry, intake.valid)
+    # reviewed values must pass the same cross-field checks as the units' own
+    again = validate_submissions([reviewed[u] for u in sorted(changes)], catalog, registry)
+    errors = [p.render() for ps in again.values() for p in ps]
+    if errors:
+        raise ReviewError("应用审核意见后数据不符合校验规则,未进行计分", details=errors)
+    return reviewed, changes, notes
+
+
+def score_stage(
+    intake: Intake,
+    reviewed: dict[str, Submission],
+    changes: dict,
+    components: dict,
+    catalog: Catalog,
+    registry: Registry,
+) -> list[UnitResult]:
+    check_components(components, catalog, sorted(intake.valid))
+    results = []
+    for unit in registry:
+        if unit.unit_id in intake.valid:
+            results.append(
+                score_unit(catalog, unit, reviewed[unit.unit_id], intake.valid[unit.unit_id], changes.get(unit.unit_id, {}), components.get(unit.unit_id, {}))
+            )
+        elif unit.unit_id in intake.rejected_units:
+            files = intake.rejected_units[unit.unit_id]
+            probs = tuple(p for f in files for p in intake.problems.get(f, []))
+            results.append(unscored(unit, "rejected", ";".join(files), probs))
+        else:
+            results.append(unscored(unit, "missing"))
+    return results
+
+
+def rank_stage(results: list[UnitResult], catalog: Catalog) -> list[UnitResult]:
+    return rank_all(results, catalog)
+
+
+# ------------------------------------------------------------- run folder
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """kaohe's version plus the git commit when running from a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", ""
+    if not commit:
+        return __version__
+    return f"{__version__}+g{commit}{'.dirty' if dirty else ''}"
+
+
+def new_run_folder(out: str | Path, year: int) -> Path:
+    """A fresh folder outputs/<year>/<run id>; an existing run is never written into."""
+    base = Path(out) / str(year)
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(100):
+        run = base / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            run.mkdir()
+            return run
+        except FileExistsError:
+            continue
+    raise RunExistsError(f"无法在 {base} 下创建新的运行目录")
+
+
+def archive_inputs(run: Path, inputs: dict[str, Path | None], submissions: list[Path]) -> dict[str, dict]:
+    """Copy every input into run/inputs/ (the archive is what was scored) with its sha256."""
+    dest = run / "inputs"
+    (dest / "submissions").mkdir(parents=True)
+    files: dict[str, dict] = {}
+    for role, path in inputs.items():
+        if path is None:
+            continue
+        target = dest / f"{role}{path.suffix}"
+        shutil.copy2(path, target)
+        files[role] = {"path": str(path), "archived": str(target.relative_to(run)), "sha256": sha256_file(target)}
+    for p in submissions:
+        target = dest / "submissions" / p.name
+        shutil.copy2(p, target)
+    return files
+
+
+def write_run(
+    run: Path,
+    *,
+    catalog: Catalog,
+    registry: Registry,
+    results: list[UnitResult],
+    intake: Intake,
+    params: dict,
+    input_files: dict[str, dict],
+    review_notes: list[str],
+    review_rows: int,
+    changes: dict,
+) -> dict:
+    write_results_csv(run / "results.csv", results, catalog)
+    write_items_csv(run / "items.csv", results)
+    write_results_xlsx(run / "results.xlsx", results, catalog, {f: ps for f, ps in intake.problems.items() if ps})
+    feedback = run / "feedback"
+    for file, ps in sorted(intake.problems.items()):
+        if not ps:
+            continue
+        feedback.mkdir(exist_ok=True)
+        uid = intake.file_unit.get(file, "")
+        unit = registry.get(uid) if uid else None
+        label = f"{unit.unit_name}({uid})" if unit else "未能识别"
+        stem = Path(file).stem
+        prefix = f"{uid}_" if unit and not stem.startswith(f"{uid}_") else ""
+        write_feedback_xlsx(feedback / f"{prefix}{stem}_退回意见.xlsx", file, label, ps, catalog)
+    counts = {s: 0 for s in FILE_STATES}
+    for state in intake.file_state.values():
+        counts[state] += 1
+    manifest = {
+        "kind": "kaohe-run",
+        "year": catalog.year,
+        "run_id": run.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "catalog_hash": catalog.content_hash,
+        "parameters": params,
+        "inputs": input_files,
+        "submissions": [
+            {
+                "file": f,
+                "sha256": intake.file_sha[f],
+                "state": intake.file_state[f],
+                "unit_id": intake.file_unit.get(f, ""),
+                "problems": [p.render() for p in intake.problems.get(f, [])],
+            }
+            for f in sorted(intake.file_state)
+        ],
+        "file_states": counts,
+        "units": {
+            s: sum(1 for r in results if r.status == s) for s in ("scored", "missing", "rejected")
+        },
+        "review": {"rows": review_rows, "changed_values": sum(len(c) for u in changes.values() for c in u.values()), "not_applied": review_notes},
+        "outputs": sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and "inputs" not in p.relative_to(run).parts),
+    }
+    (run / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    return manifest
+
+
+def environment_defaults() -> None:
+    """Prefect settings for a run with no server configured (see shared/STACK.md)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
