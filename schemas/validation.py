@@ -168,9 +168,9 @@ def _ratio_check(item: Item) -> pa.Check:
 
     def check(df: pd.DataFrame) -> pd.Series:
         both = df[n].notna() & df[d].notna()
-        ok = pd.Series(True, index=df.index)
-        ok[both] = [a <= b for a, b in zip(df.loc[both, n], df.loc[both, d])]
-        return ok
+        return pd.Series(
+            [not (nb and a > b) for nb, a, b in zip(both, df[n], df[d])], index=df.index, dtype=bool
+        )
 
     label_d = item.field(item.rule.denominator).label
     return pa.Check(check, name=_named(Code.NUMERATOR_GT_DENOMINATOR, item.id, item.rule.numerator, f"大于「{label_d}」"))

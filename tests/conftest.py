@@ -1,0 +1,23 @@
+import os
+import shutil
+
+import pytest
+
+from helpers import DATA
+from kaohe.catalog import load_catalog
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+@pytest.fixture(scope="session")
+def mini_catalog():
+    return load_catalog(DATA / "mini_catalog.yaml")
+
+
+def pytest_collection_modifyitems(config, items):
+    if shutil.which("soffice") is None:
+        skip = pytest.mark.skip(reason="LibreOffice (soffice) is not installed")
+        for item in items:
+            if "soffice" in item.keywords:
+                item.add_marker(skip)

@@ -1,0 +1,151 @@
+"""Validation: every rule with a failing case, each reported with its cell; planted mistakes exactly."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from helpers import DATA, GOLDEN, values_by_unit, write_submissions
+from kaohe import pipeline as P
+from kaohe.cli import main
+from kaohe.errors import Code
+from kaohe.registry import load_registry
+from kaohe.sample import MISTAKES, generate
+
+
+@pytest.fixture(scope="module")
+def registry(mini_catalog):
+    return load_registry(GOLDEN / "registry.csv", mini_catalog)
+
+
+@pytest.fixture(scope="module")
+def clean_values():
+    return values_by_unit(GOLDEN / "values.csv")
+
+
+def problems_for(mini_catalog, registry, tmp_path, unit_id, values):
+    files = write_submissions(mini_catalog, registry, {unit_id: values}, tmp_path)
+    reads = P.read_stage(files, mini_catalog, registry)
+    intake = P.validate_stage(reads, P.parse_stage(reads, mini_catalog, registry), mini_catalog, registry)
+    return [p for ps in intake.problems.values() for p in ps], intake
+
+
+def cell_of(mini_catalog, registry, unit_id, item_id, key):
+    from kaohe.layout import layout
+
+    lay = layout(mini_catalog, registry.get(unit_id))
+    block = next(b for b in lay.blocks if b.item_id == item_id)
+    return next(a for k, _, a in block.inputs() if k == key)
+
+
+def test_clean_submission_has_no_problems(mini_catalog, registry, clean_values, tmp_path):
+    problems, intake = problems_for(mini_catalog, registry, tmp_path, "QX02", clean_values["QX02"])
+    assert problems == []
+    assert list(intake.file_state.values()) == ["scored"]
+
+
+CASES = [
+    # (name, edit of QX02's values, expected code, item, key)
+    ("required", lambda v: v.pop(("A03", "lectures")), Code.REQUIRED, "A03", "lectures"),
+    ("below_min", lambda v: v.update({("A03", "lectures"): -1}), Code.BELOW_MIN, "A03", "lectures"),
+    ("above_max", lambda v: v.update({("A03", "lectures"): 101}), Code.ABOVE_MAX, "A03", "lectures"),
+    ("percent_over_100", lambda v: v.update({("B03", "rate"): "120%"}), Code.ABOVE_MAX, "B03", "rate"),
+    ("n_gt_d", lambda v: v.update({("A02", "reviewed"): 10}), Code.NUMERATOR_GT_DENOMINATOR, "A02", "reviewed"),
+    ("evidence", lambda v: v.pop(("A01", "__evidence")), Code.EVIDENCE_REQUIRED, "A01", "__evidence"),
+    ("na_without_reason", lambda v: [v.pop(("A02", k)) for k in ("reviewed", "total")] and v.update({("A02", "__na"): "是"}), Code.NA_REASON_REQUIRED, "A02", "__na_reason"),
+    ("na_with_values", lambda v: v.update({("A02", "__na"): "是", ("A02", "__na_reason"): "无"}), Code.NA_WITH_VALUES, "A02", "__na"),
+    ("text_in_number", lambda v: v.update({("A03", "lectures"): "两次"}), Code.NOT_A_NUMBER, "A03", "lectures"),
+    ("not_integer", lambda v: v.update({("A03", "lectures"): 1.5}), Code.NOT_AN_INTEGER, "A03", "lectures"),
+    ("ambiguous_percent", lambda v: v.update({("B03", "rate"): 0.95}), Code.PERCENT_AMBIGUOUS, "B03", "rate"),
+    ("not_a_choice", lambda v: v.update({("A01", "reported"): "已报告"}), Code.NOT_A_CHOICE, "A01", "reported"),
+    ("grade_not_a_choice", lambda v: v.update({("B02", "level"): "优"}), Code.NOT_A_CHOICE, "B02", "level"),
+    ("formula", lambda v: v.update({("A03", "lectures"): "=1+1"}), Code.FORMULA, "A03", "lectures"),
+]
+
+
+@pytest.mark.parametrize("name,edit,code,item_id,key", CASES, ids=[c[0] for c in CASES])
+def test_each_rule_reports_its_cell(mini_catalog, registry, clean_values, tmp_path, name, edit, code, item_id, key):
+    values = dict(clean_values["QX02"])
+    edit(values)
+    problems, intake = problems_for(mini_catalog, registry, tmp_path, "QX02", values)
+    assert [(p.code, p.cell) for p in problems] == [(code, cell_of(mini_catalog, registry, "QX02", item_id, key))]
+    (p,) = problems
+    assert p.sheet == "自评表" and p.file.endswith(".xlsx") and p.expected
+    assert all("\u4e00" <= ch <= "\u9fff" for ch in p.message if ch.isalpha() and not ch.isascii())
+    assert list(intake.file_state.values()) == ["rejected"]
+
+
+def test_bool_and_date_cells_rejected(mini_catalog, registry, clean_values, tmp_path):
+    import datetime as dt
+
+    values = dict(clean_values["QX02"])
+    values[("A03", "lectures")] = True
+    values[("A02", "total")] = dt.datetime(2025, 3, 1)
+    problems, _ = problems_for(mini_catalog, registry, tmp_path, "QX02", values)
+    assert sorted(p.code for p in problems) == sorted([Code.BOOL_CELL, Code.DATE_CELL])
+
+
+def test_all_problems_at_once(mini_catalog, registry, clean_values, tmp_path):
+    values = dict(clean_values["QX02"])
+    values[("A03", "lectures")] = "两次"
+    values[("A02", "reviewed")] = 10
+    values.pop(("A01", "__evidence"))
+    problems, _ = problems_for(mini_catalog, registry, tmp_path, "QX02", values)
+    assert {p.code for p in problems} == {Code.NOT_A_NUMBER, Code.NUMERATOR_GT_DENOMINATOR, Code.EVIDENCE_REQUIRED}
+
+
+def test_two_files_for_one_unit_both_reported(mini_catalog, registry, clean_values, tmp_path):
+    files = write_submissions(mini_catalog, registry, {"QX02": clean_values["QX02"]}, tmp_path)
+    copy = tmp_path / "QX02_副本.xlsx"
+    copy.write_bytes(files[0].read_bytes())
+    reads = P.read_stage(sorted(tmp_path.glob("*.xlsx")), mini_catalog, registry)
+    intake = P.validate_stage(reads, P.parse_stage(reads, mini_catalog, registry), mini_catalog, registry)
+    assert sorted(intake.file_state.values()) == ["duplicate", "duplicate"]
+    assert "QX02" not in intake.valid and "QX02" in intake.rejected_units
+
+
+def test_wrong_year_unknown_unit_and_not_a_workbook(mini_catalog, registry, clean_values, tmp_path):
+    from kaohe.registry import Registry, Unit
+
+    stranger = Unit("XX99", "外市某局", "市直综合部门", frozenset())
+    other_reg = Registry(registry.units + (stranger,))
+    write_submissions(mini_catalog, other_reg, {"XX99": {}}, tmp_path)
+    (tmp_path / "notes.xlsx").write_text("unit_id,score\nQX01,99\n", encoding="utf-8")
+    (tmp_path / "old.xlsx").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100)
+    reads = P.read_stage(sorted(tmp_path.iterdir()), mini_catalog, registry)
+    intake = P.validate_stage(reads, P.parse_stage(reads, mini_catalog, registry), mini_catalog, registry)
+    states = {f: s for f, s in intake.file_state.items()}
+    assert states["notes.xlsx"] == "not_a_workbook"
+    assert states["old.xlsx"] == "not_a_workbook"
+    assert [s for f, s in states.items() if f.startswith("XX99")] == ["unknown_unit"]
+    msgs = {f: intake.problems[f][0].message for f in states}
+    assert "CSV" in msgs["notes.xlsx"] and "加密" in msgs["old.xlsx"]
+
+
+def test_generated_submissions_report_exactly_the_planted_mistakes(mini_catalog, tmp_path, capsys):
+    base = load_registry(GOLDEN / "registry.csv", mini_catalog)
+    registry, planted = generate(mini_catalog, base, tmp_path, seed=7, with_mistakes=True)
+    assert sorted(p.kind for p in planted) == sorted(MISTAKES)
+    reg_path = tmp_path / "registry.csv"
+    fb = tmp_path / "feedback"
+    code = main(["validate", "--catalog", str(DATA / "mini_catalog.yaml"), "--registry", str(reg_path), "--feedback", str(fb), str(tmp_path / "submissions")])
+    out = capsys.readouterr().out
+    assert code == 1
+    reads = P.read_stage(sorted((tmp_path / "submissions").iterdir()), mini_catalog, registry)
+    intake = P.validate_stage(reads, P.parse_stage(reads, mini_catalog, registry), mini_catalog, registry)
+    found = {(f, p.code.value, p.cell) for f, ps in intake.problems.items() for p in ps}
+    with (tmp_path / "planted.csv").open(encoding="utf-8-sig") as fh:
+        expected = {(r["file"], r["code"], r["cell"]) for r in csv.DictReader(fh)}
+    assert found == expected
+    for f, _, cell in expected:
+        assert f in out and (not cell or cell in out)
+    assert len(list(fb.glob("*.xlsx"))) == len(expected)
+    # clean ones pass
+    assert out.count("校验通过") == len(registry) - len(expected)
+
+
+def test_validate_exit_zero_when_clean(mini_catalog, tmp_path, capsys):
+    base = load_registry(GOLDEN / "registry.csv", mini_catalog)
+    generate(mini_catalog, base, tmp_path, seed=11)
+    code = main(["validate", "--catalog", str(DATA / "mini_catalog.yaml"), "--registry", str(tmp_path / "registry.csv"), str(tmp_path / "submissions")])
+    assert code == 0, capsys.readouterr().out
