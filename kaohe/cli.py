@@ -91,7 +91,10 @@ def cmd_sample(args) -> int:
     if (out / "submissions").exists() and any((out / "submissions").iterdir()) and not args.force:
         print(f"{out / 'submissions'} 不为空,未覆盖。如需重新生成请加 --force。", file=sys.stderr)
         return 2
-    reg, planted = generate(catalog, registry, out, units=args.units, seed=args.seed, with_mistakes=args.with_mistakes, missing=args.missing)
+    reg, planted = generate(
+        catalog, registry, out, units=args.units, seed=args.seed,
+        with_mistakes=args.with_mistakes or args.mistakes is not None, mistakes=args.mistakes, missing=args.missing,
+    )
     print(f"已生成 {len(reg) - args.missing} 份填报样例(共 {len(reg)} 个单位)→ {out}")
     if planted:
         print(f"植入错误 {len(planted)} 处,清单见 {out / 'planted.csv'}")
@@ -162,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--units", type=int, help="单位数(默认:名录中的全部单位)")
     s.add_argument("--seed", type=int, default=date.today().year)
     s.add_argument("--with-mistakes", action="store_true", help="植入常见填报错误,清单写入 planted.csv")
+    s.add_argument("--mistakes", type=int, help="只植入前 N 种错误(隐含 --with-mistakes)")
     s.add_argument("--missing", type=int, default=0, help="最后 N 个单位不报送")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_sample)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -62,6 +63,26 @@ def _evidence_text(item: Item, year: int, rng: random.Random) -> str:
     return f"{year}年度{item.title}{rng.choice(kinds)}(示文〔{year}〕{rng.randint(1, 99)}号)"
 
 
+# typical yearly magnitudes for one unit, by what a count is of (the speeches in
+# seed 004 report e.g. 1,055 officers trained, 46 documents filed, 1,865 复议
+# applications city-wide); the first matching pattern wins
+MAGNITUDES = (
+    (re.compile(r"人员|人数|执法证|工作人员"), (30, 600)),
+    (re.compile(r"审批|服务事项|依申请|处罚信息|公开"), (40, 1500)),
+    (re.compile(r"规范性文件|文件"), (3, 40)),
+    (re.compile(r"诉讼|出庭|应诉|复议|案件|信访"), (2, 60)),
+    (re.compile(r"会议|决策|合同|协议|建议|提案|问题"), (3, 30)),
+    (re.compile(r"乡镇|街道"), (6, 20)),
+)
+
+
+def typical_count(label: str, rng: random.Random) -> int:
+    for pattern, (lo, hi) in MAGNITUDES:
+        if pattern.search(label):
+            return int(lo * (hi / lo) ** rng.random())  # log-uniform
+    return rng.randint(5, 50)
+
+
 def _integer_around(spec: FieldSpec, centre: float, rng: random.Random) -> int:
     lo = int(spec.lower or 0)
     hi = int(spec.upper) if spec.upper is not None else 10**6
@@ -90,7 +111,7 @@ def plausible_values(item: Item, quality: float, year: int, rng: random.Random) 
                 vals[rule.rate] = ("pct", r / 100)
         else:
             dspec = item.field(rule.denominator)
-            d = _integer_around(dspec, rng.choice([3, 8, 12, 25, 46, 80, 150, 400]) * (0.6 + rng.random()), rng)
+            d = _integer_around(dspec, typical_count(dspec.label, rng), rng)
             if rule.zero_denominator == "na" and rng.random() < 0.05:
                 d = 0
             r = min(1.0, float(rule.target) * (0.8 + 0.22 * quality) + rng.uniform(-0.08, 0.05))
@@ -225,8 +246,10 @@ def generate(
     units: int | None = None,
     seed: int = 2025,
     with_mistakes: bool = False,
+    mistakes: int | None = None,
     missing: int = 0,
 ) -> tuple[Registry, list[Planted]]:
+    """Write registry.csv and submissions/; with mistakes, the first `mistakes` kinds (default all)."""
     out = Path(out_dir)
     subs_dir = out / "submissions"
     subs_dir.mkdir(parents=True, exist_ok=True)
@@ -238,8 +261,9 @@ def generate(
     sending = list(registry.units[: len(registry.units) - missing]) if missing else list(registry.units)
     mistake_at = {}
     if with_mistakes:
-        step = max(1, len(sending) // (len(MISTAKES) + 1))
-        for k, kind in enumerate(MISTAKES):
+        kinds = MISTAKES[: mistakes if mistakes is not None else len(MISTAKES)]
+        step = max(1, len(sending) // (len(kinds) + 1))
+        for k, kind in enumerate(kinds):
             idx = (k + 1) * step - 1
             if idx < len(sending):
                 mistake_at[idx] = kind

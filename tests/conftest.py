@@ -6,7 +6,12 @@ import pytest
 from helpers import DATA
 from kaohe.catalog import load_catalog
 
+import tempfile
+
+# Prefect keeps its state in PREFECT_HOME: tests use a throwaway one
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="kaohe-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 

@@ -1,0 +1,79 @@
+"""One real run of the Prefect year-end flow on the bundled 2025 inputs."""
+
+import csv
+import json
+from collections import defaultdict
+from fractions import Fraction
+
+import pytest
+
+from kaohe.numbers import fmt2
+from kaohe.paths import bundled
+
+pytestmark = pytest.mark.e2e
+
+
+def rows(path):
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from kaohe.flows.year_end import year_end
+
+    out = tmp_path_factory.mktemp("outputs")
+    first = year_end(year=2025, out=str(out))
+    return out, first
+
+
+def test_run_writes_every_output(runs):
+    out, first = runs
+    from pathlib import Path
+
+    run = Path(first)
+    assert run.parent == out / "2025"
+    for name in ("results.csv", "items.csv", "results.xlsx", "manifest.json"):
+        assert (run / name).is_file()
+    assert (run / "results.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    b = bundled(2025)
+    files = sorted(p.name for p in b.submissions.iterdir())
+    assert [s["file"] for s in manifest["submissions"]] == files
+    assert sum(manifest["file_states"].values()) == len(files)
+    assert manifest["units"] == {"scored": 40, "missing": 2, "rejected": 2}
+    assert manifest["catalog_hash"] and manifest["code_version"].startswith("0.")
+    assert {"catalog", "registry", "review", "components"} <= set(manifest["inputs"])
+    assert len(list((run / "inputs" / "submissions").iterdir())) == len(files)
+    assert len(list((run / "feedback").iterdir())) == 2
+
+
+def test_results_match_items_summed(runs):
+    """assessed = 100·Σscore/Σpoints from items.csv, for every scored unit."""
+    from pathlib import Path
+
+    run = Path(runs[1])
+    items = defaultdict(lambda: [Fraction(0), Fraction(0)])
+    for r in rows(run / "items.csv"):
+        if r["applicable"] == "yes" and r["points"]:
+            items[r["unit_id"]][0] += Fraction(r["score_exact"])
+            items[r["unit_id"]][1] += Fraction(r["points"])
+    results = {r["unit_id"]: r for r in rows(run / "results.csv")}
+    scored = [u for u, r in results.items() if r["status"] == "scored"]
+    assert len(scored) == 40
+    for u in scored:
+        s, p = items[u]
+        assert fmt2(100 * s / p) == results[u]["assessed"], u
+
+
+def test_second_run_gets_its_own_folder(runs):
+    from pathlib import Path
+
+    from kaohe.flows.year_end import year_end
+
+    out, first = runs
+    before = {p: p.stat().st_mtime_ns for p in Path(first).rglob("*")}
+    second = year_end(year=2025, out=str(out))
+    assert second != first
+    assert {p: p.stat().st_mtime_ns for p in Path(first).rglob("*")} == before
+    assert (Path(first) / "results.csv").read_bytes() == (Path(second) / "results.csv").read_bytes()
