@@ -399,9 +399,16 @@ class Catalog(Model):
 
     @cached_property
     def content_hash(self) -> str:
-        """sha256 of the catalog's canonical content (not of its YAML text)."""
-        blob = json.dumps(self.model_dump(mode="json"), ensure_ascii=False, sort_keys=True)
+        """sha256 of the catalog's canonical content (not of its YAML text: 0.30 and 0.3 hash alike)."""
+        blob = json.dumps(self.model_dump(), ensure_ascii=False, sort_keys=True, default=_canonical)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, Decimal):
+        d = value.normalize()
+        return format(d.quantize(Decimal(1)) if d == d.to_integral_value() else d, "f")
+    raise TypeError(type(value))
 
 
 def catalog_defects(cat: Catalog) -> list[str]:
@@ -515,6 +522,42 @@ def _locate(raw: Any, loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "目录"
 
 
+_PYDANTIC_CN = {
+    "extra_forbidden": "未知的键(请检查拼写)",
+    "missing": "缺少必填项",
+    "union_tag_invalid": "未知的规则类型 {tag!r}(可用: " + "、".join(RULE_TYPES) + ")",
+    "union_tag_not_found": "规则缺少 type",
+    "greater_than": "必须大于 {gt}",
+    "greater_than_equal": "必须大于或等于 {ge}",
+    "less_than": "必须小于 {lt}",
+    "less_than_equal": "必须小于或等于 {le}",
+    "string_pattern_mismatch": "格式不符合要求({pattern})",
+    "string_too_short": "不能为空或过短",
+    "too_short": "至少需要 {min_length} 项",
+    "literal_error": "取值必须为 {expected}",
+    "decimal_parsing": "不是数字",
+    "decimal_type": "不是数字",
+    "int_parsing": "不是整数",
+    "int_type": "不是整数",
+    "bool_parsing": "应为 true 或 false",
+    "bool_type": "应为 true 或 false",
+    "string_type": "应为文字",
+    "dict_type": "应为映射(键: 值)",
+    "tuple_type": "应为列表",
+    "model_type": "应为映射(键: 值)",
+}
+
+
+def _message_cn(err: dict) -> str:
+    template = _PYDANTIC_CN.get(err["type"])
+    if template is None:
+        return err["msg"].removeprefix("Value error, ")
+    try:
+        return template.format(**(err.get("ctx") or {}))
+    except (KeyError, IndexError):
+        return template
+
+
 def parse_catalog(raw: Any, source: str = "<catalog>") -> Catalog:
     if not isinstance(raw, dict):
         raise CatalogSyntaxError(f"考核指标目录 {source} 的顶层必须是映射(键: 值)")
@@ -523,7 +566,7 @@ def parse_catalog(raw: Any, source: str = "<catalog>") -> Catalog:
     except ValidationError as exc:
         details: list[str] = []
         for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
+            msg = _message_cn(err)
             where = _locate(raw, tuple(err["loc"]))
             if not err["loc"]:
                 details.extend(msg.splitlines())

@@ -121,7 +121,7 @@ def parse_decimal(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:
     n, pct, _ = _number(cell)
     if n is None or pct:
         return Rejected(Code.NOT_A_NUMBER, f":“{cell.text}”不是数字")
-    return Parsed(n.normalize() if n != 0 else Decimal(0))
+    return Parsed(plain(n))
 
 
 def parse_percent(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:
@@ -134,12 +134,12 @@ def parse_percent(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:
     if n is None:
         return Rejected(Code.NOT_A_NUMBER, f":“{cell.text}”不是百分数")
     if pct:
-        return Parsed(n.normalize(), f"按“{cell.text}”读取为 {_pct(n)}")
-    if isinstance(cell.value, (int, float)) and "%" in (cell.number_format or ""):
+        return Parsed(plain(n), f"按“{cell.text}”读取为 {_pct(n)}")
+    if isinstance(cell.value, (int, float)) and is_percent_format(cell.number_format):
         value = n * 100
-        return Parsed(value.normalize(), f"单元格为百分比格式,{cell.text} 读取为 {_pct(value)}")
+        return Parsed(plain(value), f"单元格为百分比格式,{cell.text} 读取为 {_pct(value)}")
     if n == 0 or n > 1:
-        return Parsed(n.normalize() if n else Decimal(0), "" if n == 0 else f"{cell.text} 读取为 {_pct(n)}")
+        return Parsed(plain(n), "" if n == 0 else f"{cell.text} 读取为 {_pct(n)}")
     if n < 0:
         return Parsed(n)  # out of bounds: validation reports it with the bounds
     return Rejected(
@@ -148,8 +148,26 @@ def parse_percent(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:
     )
 
 
+_QUOTED = re.compile(r'"[^"]*"|\\.|\[[^\]]*\]')
+
+
+def is_percent_format(number_format: str | None) -> bool:
+    r"""True when Excel scales the value by 100 for display (a bare % in the format).
+
+    A quoted ("%"), escaped (\%) or bracketed % is only a printed sign.
+    """
+    return "%" in _QUOTED.sub("", number_format or "")
+
+
+def plain(d: Decimal) -> Decimal:
+    """The same number without an exponent: 1E+2 → 100, 42.50 → 42.5."""
+    if d == d.to_integral_value():
+        return d.quantize(Decimal(1))
+    return d.normalize()
+
+
 def _pct(n: Decimal) -> str:
-    return f"{format(n.normalize(), 'f')}%"
+    return f"{format(plain(n), 'f')}%"
 
 
 def parse_yes_no(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:

@@ -123,12 +123,12 @@ def _write_guide(wb: Workbook, catalog: Catalog, lay: L.Layout, password: str) -
         ("八、本表由考核办统一下发,每个单位一份,请勿使用其他单位的表格。", False),
         (f"九、填报完成后保存为 .xlsx 格式报送{catalog.issuer}。", False),
     ]
-    ws.column_dimensions["A"].width = 90
+    ws.column_dimensions["A"].width = 72
     for r, (text, bold) in enumerate(lines, start=1):
         c = ws.cell(row=r, column=1, value=text)
         c.font = Font(name="宋体", size=14 if r == 1 else 11, bold=bold)
         c.alignment = Alignment(wrap_text=True, vertical="center")
-        ws.row_dimensions[r].height = 28 if r == 1 else _row_height([(text, 80)]) + 4
+        ws.row_dimensions[r].height = 28 if r == 1 else _row_height([(text, 66)]) + 4
     ws.page_setup.paperSize = ws.PAPERSIZE_A4
     ws.page_setup.fitToWidth = 1
     ws.page_setup.fitToHeight = 0

@@ -374,3 +374,19 @@ def test_parse_text_value_rejects(text, type_, code):
 def test_parse_text_value_percent_note():
     p = ok(parse_text_value("95%", SPECS["percent"]))
     assert "95%" in p.note
+
+
+# ------------------------------------------------- literal % signs in number formats
+
+
+@pytest.mark.parametrize(
+    "value, fmt, shown",
+    [
+        (0.95, '0.00"%"', Decimal(95)),  # the cell shows 0.95%: must not become 95
+        (0.95, "0.00\\%", Decimal(95)),
+        (95, '0"%"', Decimal(9500)),  # the cell shows 95%: must not become 9500
+    ],
+)
+def test_percent_literal_percent_sign_in_format_does_not_scale(value, fmt, shown):
+    p = parse(value, "percent", number_format=fmt)
+    assert not (isinstance(p, Parsed) and p.value == shown), p
