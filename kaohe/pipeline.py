@@ -95,10 +95,11 @@ def validate_stage(reads: list[ReadResult], subs: list[Submission], catalog: Cat
         else:
             intake.file_state[s.file] = "scored"
             intake.valid[s.unit_id] = s
-    # a rejected file naming a unit (wrong year, old template, ...) also marks that unit as rejected
+    # a file that names a registered unit but could not be scored (wrong year, old template,
+    # corrupt, the wrong unit's template) marks that unit 未通过校验, not 未报送
     for file, state in intake.file_state.items():
         uid = intake.file_unit.get(file, "")
-        if state == "rejected" and uid and uid in registry and uid not in intake.valid:
+        if state != "scored" and uid and uid in registry and uid not in intake.valid:
             files = intake.rejected_units.setdefault(uid, [])
             if file not in files:
                 files.append(file)

@@ -70,10 +70,18 @@ def read_workbook(path: str | Path, catalog: Catalog, registry: Registry, *, nam
     return read_workbook_bytes(data, name or path.name, catalog, registry)
 
 
+def unit_from_filename(name: str, registry: Registry) -> str | None:
+    """The registered unit a file name starts with (``QX01_...``), if any."""
+    m = _FILENAME_UNIT.match(name)
+    return m.group(1) if m and m.group(1) in registry else None
+
+
 def read_workbook_bytes(data: bytes, name: str, catalog: Catalog, registry: Registry) -> ReadResult:
     from openpyxl import load_workbook
 
     res = ReadResult(file=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    # until the fingerprint says otherwise, the file belongs to the unit its name gives
+    res.claimed_unit = unit_from_filename(name, registry)
     why = sniff(data)
     if why:
         res.problem(Code.NOT_A_WORKBOOK, why, "考核办下发的 .xlsx 自评表")
@@ -117,6 +125,8 @@ def _read_opened(wb, res: ReadResult, catalog: Catalog, registry: Registry) -> N
         res.problem(Code.FINGERPRINT_TEMPLATE, "自评表模板版本与本次考核不一致", "考核办最新下发的自评表")
         return
     unit = registry.get(fp["unit_id"])
+    if unit is not None:
+        res.claimed_unit = None
     if unit is None:
         res.problem(Code.UNIT_UNKNOWN, f"自评表所属单位代码 {fp['unit_id']} 不在考核对象名录中", "本单位的自评表")
         return
@@ -124,9 +134,9 @@ def _read_opened(wb, res: ReadResult, catalog: Catalog, registry: Registry) -> N
     if fp["layout_digest"] != lay.digest:
         res.problem(Code.FINGERPRINT_TEMPLATE, "自评表与考核对象名录中本单位的信息(考核组、标签)不一致,可能是旧版模板", "考核办最新下发的自评表")
         return
-    m = _FILENAME_UNIT.match(res.file)
-    if m and m.group(1) in registry and m.group(1) != unit.unit_id:
-        other = registry.get(m.group(1))
+    named = unit_from_filename(res.file, registry)
+    if named and named != unit.unit_id:
+        other = registry.get(named)
         res.claimed_unit = other.unit_id
         res.problem(
             Code.UNIT_MISMATCH,
