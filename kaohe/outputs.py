@@ -180,6 +180,12 @@ def _sheet(wb: Workbook, title: str, headers: list[str], rows: list[list], width
     for c in range(1, len(headers) + 1):
         ws.column_dimensions[get_column_letter(c)].width = (widths or {}).get(c, 12)
     ws.freeze_panes = "C2"
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
     ws.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{max(1, len(rows) + 1)}"
     return ws
 
@@ -199,8 +205,8 @@ def write_results_xlsx(path: Path, results: list[UnitResult], catalog: Catalog, 
             + [row[f"rate_{d.id}"] for d in dims]
             + [r.grade_note]
         )
-    _sheet(wb, "考核结果", heads, rows, {1: 10, 2: 26, 3: 14, 4: 10, 6: 8, len(heads): 16})
-    item_heads = ["单位代码", "指标编号", "一级指标", "考核内容", "规则", "分值", "得分", "失分", "适用", "来源单元格", "填报原文", "审核修改", "审核理由", "计分说明"]
+    _sheet(wb, "考核结果", heads, rows, {1: 10, 2: 36, 3: 14, 4: 11, 6: 8, len(heads): 18})
+    item_heads = ["单位代码", "指标编号", "一级指标", "考核内容", "规则", "分值", "得分", "失分", "适用", "来源单元格", "填报原文", "审核修改", "审核理由", "计分说明", "佐证材料", "不适用理由"]
     item_rows_ = []
     names = catalog.dimension_names
     for r in results:
@@ -209,9 +215,10 @@ def write_results_xlsx(path: Path, results: list[UnitResult], catalog: Catalog, 
         for row, ir in zip(item_rows(r), r.items):
             item_rows_.append(
                 [r.unit_id, ir.item.id, names[ir.item.dimension], ir.item.title, row["rule"], row["points"], row["score"], row["lost"],
-                 {"yes": "是", "no": "否", "na": "不适用"}[ir.applicable], row["cells"], row["raw"], row["reviewed_values"], row["review_reason"], row["explain"]]
+                 {"yes": "是", "no": "否", "na": "不适用"}[ir.applicable], row["cells"], row["raw"], row["reviewed_values"], row["review_reason"], row["explain"],
+                 row["evidence"], row["na_reason"]]
             )
-    _sheet(wb, "指标得分明细", item_heads, item_rows_, {2: 9, 3: 12, 4: 22, 10: 16, 11: 20, 14: 60})
+    _sheet(wb, "指标得分明细", item_heads, item_rows_, {2: 9, 3: 12, 4: 22, 10: 16, 11: 20, 14: 60, 15: 40, 16: 20})
     prob_heads = ["文件", "单位代码", "问题代码", "工作表", "单元格", "问题", "应填写"]
     prob_rows = []
     for file, ps in problems.items():
