@@ -8,6 +8,7 @@ registry, review sheet, components, arguments).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -120,6 +121,47 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _db_url(args, out_root: Path) -> str:
+    from kaohe.archive import default_url
+
+    return args.db or os.environ.get("KAOHE_DB") or default_url(out_root)
+
+
+def cmd_publish(args) -> int:
+    from kaohe import archive
+
+    run = Path(args.run).resolve()
+    engine = archive.connect(_db_url(args, run.parent.parent))
+    pub = archive.publish(engine, run, supersede=args.supersede, reason=args.reason or "", publisher=args.publisher or "")
+    verb = f"替代运行 {pub.supersedes_run_id} " if pub.supersedes_run_id else ""
+    print(f"已发布 {pub.year} 年度考核结果:运行 {pub.run_id}({verb}{pub.published_at},理由:{pub.reason})")
+    return 0
+
+
+def cmd_history(args) -> int:
+    import json
+
+    from kaohe import archive
+
+    out = Path(args.out)
+    engine = archive.connect(_db_url(args, out))
+    pubs = archive.history(engine, args.year)
+    published = {p.run_id for p in pubs}
+    cur = pubs[-1].run_id if pubs else None
+    runs = sorted((out / str(args.year)).glob("*/manifest.json"))
+    print(f"{args.year} 年度运行记录({len(runs)} 次):")
+    for m_path in runs:
+        m = json.loads(m_path.read_text(encoding="utf-8"))
+        mark = "★ 现行发布" if m["run_id"] == cur else ("已被替代" if m["run_id"] in published else "")
+        u = m["units"]
+        print(f"  {m['run_id']}  计分 {u['scored']} / 未通过校验 {u['rejected']} / 未报送 {u['missing']}  {m['code_version']}  {mark}")
+    print(f"{args.year} 年度发布记录({len(pubs)} 次):")
+    for p in pubs:
+        sup = f",替代 {p.supersedes_run_id}" if p.supersedes_run_id else ""
+        print(f"  {p.published_at}  运行 {p.run_id}{sup}  理由:{p.reason}  发布人:{p.publisher or '—'}")
+    return 0
+
+
 def _summary(run: Path) -> None:
     import json
 
@@ -177,6 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--components", help="其他考核分项得分表 CSV/XLSX(unit_id, component, score)")
     r.add_argument("--out", default="outputs", help="输出根目录(默认 outputs/)")
     r.set_defaults(func=cmd_run)
+    pb = sub.add_parser("publish", help="将一次运行发布为该年度的正式考核结果")
+    pb.add_argument("run", help="运行目录 outputs/<年度>/<运行编号>")
+    pb.add_argument("--supersede", action="store_true", help="替代该年度已发布的结果(须同时给出 --reason)")
+    pb.add_argument("--reason", help="发布或替代的理由")
+    pb.add_argument("--publisher", help="发布人")
+    pb.add_argument("--db", help="结果库 URL(默认:运行目录所在输出根目录下的 kaohe.sqlite;也可设 KAOHE_DB)")
+    pb.set_defaults(func=cmd_publish)
+
+    h = sub.add_parser("history", help="列出某年度的运行与发布记录")
+    h.add_argument("--year", type=int, default=_year_default())
+    h.add_argument("--out", default="outputs", help="输出根目录(默认 outputs/)")
+    h.add_argument("--db", help="结果库 URL")
+    h.set_defaults(func=cmd_history)
     return p
 
 
