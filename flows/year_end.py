@@ -66,6 +66,44 @@ def write_task(run: Path, **kwargs):
     return P.write_run(run, **kwargs)
 
 
+def summary_markdown(manifest: dict, results) -> str:
+    """The run's summary as a markdown table, for the Prefect UI."""
+    lines = [
+        f"# {manifest['year']} 年度依法行政考核 · 运行 {manifest['run_id']}",
+        "",
+        f"代码版本 `{manifest['code_version']}` · 指标体系 `{manifest['catalog_hash'][:12]}`",
+        "",
+        "| 考核组 | 已计分 | 未通过校验 | 未报送 | 优秀 | 良好 | 合格 | 不合格 | 平均分 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    from kaohe.numbers import fmt2
+
+    groups: dict[str, list] = {}
+    for r in results:
+        groups.setdefault(r.unit.group, []).append(r)
+    for group, rs in groups.items():
+        scored = [r for r in rs if r.status == "scored" and r.final is not None]
+        n = lambda pred: sum(1 for r in rs if pred(r))  # noqa: E731
+        avg = fmt2(sum(r.final for r in scored) / len(scored)) if scored else "—"
+        lines.append(
+            f"| {group} | {len(scored)} | {n(lambda r: r.status == 'rejected')} | {n(lambda r: r.status == 'missing')} | "
+            + " | ".join(str(n(lambda r, g=g: r.grade == g and r.status == 'scored')) for g in ("优秀", "良好", "合格", "不合格"))
+            + f" | {avg} |"
+        )
+    states = manifest["file_states"]
+    lines += ["", "文件:" + ",".join(f"{k} {v}" for k, v in states.items())]
+    return "\n".join(lines)
+
+
+@task(name="summary-artifact", **PURE)
+def summary_task(manifest: dict, results) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(
+        summary_markdown(manifest, results), key=f"kaohe-{manifest['year']}-summary", description="考核运行摘要"
+    )
+
+
 def resolve(year: int, catalog: str | None, registry: str | None, submissions: str | None, review: str | None, components: str | None) -> dict[str, Path | None]:
     """Explicit paths, else the bundled inputs of the year (review/components only if present)."""
     b = bundled(year)
@@ -106,7 +144,7 @@ def year_end(
         run, {k: v for k, v in paths.items() if k != "submissions"}, files
     )
     params = {"year": year, "out": out} | {k: (str(v) if v else None) for k, v in paths.items()}
-    write_task(
+    manifest = write_task(
         run,
         catalog=cat,
         registry=reg,
@@ -118,4 +156,15 @@ def year_end(
         review_rows=len(review_rows),
         changes=changes,
     )
+    summary_task(manifest, results)
     return str(run)
+
+
+def deployment(name: str = "kaohe-year-end", year: int = 2025, out: str = "outputs"):
+    """The year-end flow as a deployment an office triggers from the Prefect UI (parameters editable there)."""
+    return year_end.to_deployment(
+        name=name,
+        parameters={"year": year, "out": str(Path(out).resolve())},
+        description="依法行政考核年终计分:读取、校验、审核、计分、排名,写入新的运行目录",
+        tags=["kaohe"],
+    )

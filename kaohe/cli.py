@@ -162,6 +162,25 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from kaohe.pipeline import environment_defaults
+
+    environment_defaults()
+    if not os.environ.get("PREFECT_API_URL"):
+        print(
+            "kaohe serve 需要一个常驻的 Prefect 服务器:先运行 `prefect server start`,"
+            "再设置 PREFECT_API_URL=http://127.0.0.1:4200/api(见 README)。",
+            file=sys.stderr,
+        )
+        return 2
+    from prefect import serve
+
+    from kaohe.flows.year_end import deployment
+
+    serve(deployment(year=args.year, out=args.out))
+    return 0
+
+
 def _summary(run: Path) -> None:
     import json
 
@@ -219,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--components", help="其他考核分项得分表 CSV/XLSX(unit_id, component, score)")
     r.add_argument("--out", default="outputs", help="输出根目录(默认 outputs/)")
     r.set_defaults(func=cmd_run)
+    sv = sub.add_parser("serve", help="把年终计分流程注册为 Prefect 部署,供在 Prefect 界面中触发")
+    sv.add_argument("--year", type=int, default=_year_default())
+    sv.add_argument("--out", default="outputs")
+    sv.set_defaults(func=cmd_serve)
+
     pb = sub.add_parser("publish", help="将一次运行发布为该年度的正式考核结果")
     pb.add_argument("run", help="运行目录 outputs/<年度>/<运行编号>")
     pb.add_argument("--supersede", action="store_true", help="替代该年度已发布的结果(须同时给出 --reason)")

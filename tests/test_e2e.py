@@ -77,3 +77,16 @@ def test_second_run_gets_its_own_folder(runs):
     assert second != first
     assert {p: p.stat().st_mtime_ns for p in Path(first).rglob("*")} == before
     assert (Path(first) / "results.csv").read_bytes() == (Path(second) / "results.csv").read_bytes()
+
+
+def test_summary_artifact_and_deployment(runs):
+    from pathlib import Path
+
+    from kaohe.flows.year_end import deployment, summary_markdown
+
+    run = Path(runs[1])
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    text = summary_markdown(manifest, [])
+    assert text.startswith("# 2025 年度依法行政考核") and "| 考核组 |" in text
+    d = deployment(year=2025, out=str(run.parent.parent))
+    assert d.name == "kaohe-year-end" and d.parameters["year"] == 2025
