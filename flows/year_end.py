@@ -16,6 +16,7 @@ from kaohe import pipeline as P
 from kaohe.catalog import Catalog, load_catalog
 from kaohe.paths import bundled
 from kaohe.registry import Registry, load_registry
+from kaohe.outputs import write_watchlist_csv
 from kaohe.review import load_components, load_review
 
 IO = dict(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -61,12 +62,23 @@ def rank_task(results, catalog: Catalog):
     return P.rank_stage(results, catalog)
 
 
+@task(name="insight", **PURE)
+def insight_task(results, catalog: Catalog, draws: int, seed: int):
+    """METHOD §7: each ranked unit's rank interval and grade stability; the watch list."""
+    from kaohe.insight import rank_robustness, watch_list
+
+    robust = rank_robustness(results, catalog, draws=draws, seed=seed)
+    for r in results:
+        r.robustness = robust.get(r.unit_id)
+    return results, watch_list(results, catalog)
+
+
 @task(name="write-run", **IO)
 def write_task(run: Path, **kwargs):
     return P.write_run(run, **kwargs)
 
 
-def summary_markdown(manifest: dict, results) -> str:
+def summary_markdown(manifest: dict, results, watch=()) -> str:
     """The run's summary as a markdown table, for the Prefect UI."""
     lines = [
         f"# {manifest['year']} 年度依法行政考核 · 运行 {manifest['run_id']}",
@@ -92,15 +104,18 @@ def summary_markdown(manifest: dict, results) -> str:
         )
     states = manifest["file_states"]
     lines += ["", "文件:" + ",".join(f"{k} {v}" for k, v in states.items())]
+    if watch:
+        lines += ["", "## 发布前请核对(watch list)", "", "| 单位 | 类型 | 说明 |", "|---|---|---|"]
+        lines += [f"| {e.unit_id} | {e.kind} | {e.detail_cn.replace('|', '/')} |" for e in watch]
     return "\n".join(lines)
 
 
 @task(name="summary-artifact", **PURE)
-def summary_task(manifest: dict, results) -> None:
+def summary_task(manifest: dict, results, watch) -> None:
     from prefect.artifacts import create_markdown_artifact
 
     create_markdown_artifact(
-        summary_markdown(manifest, results), key=f"kaohe-{manifest['year']}-summary", description="考核运行摘要"
+        summary_markdown(manifest, results, watch), key=f"kaohe-{manifest['year']}-summary", description="考核运行摘要"
     )
 
 
@@ -125,6 +140,8 @@ def year_end(
     review: str | None = None,
     components: str | None = None,
     out: str = "outputs",
+    draws: int = 1000,
+    seed: int = 2025,
 ) -> str:
     """Score one year: returns the new run folder."""
     paths = resolve(year, catalog, registry, submissions, review, components)
@@ -139,11 +156,13 @@ def year_end(
     intake = validate_task(reads, subs, cat, reg)
     reviewed, changes, notes = review_task(review_rows, intake, cat, reg)
     results = rank_task(score_task(intake, reviewed, changes, comps, cat, reg), cat)
+    results, watch = insight_task(results, cat, draws, seed)
     run = P.new_run_folder(out, year)
+    write_watchlist_csv(run / "watchlist.csv", watch)
     input_files = P.archive_inputs(
         run, {k: v for k, v in paths.items() if k != "submissions"}, files
     )
-    params = {"year": year, "out": out} | {k: (str(v) if v else None) for k, v in paths.items()}
+    params = {"year": year, "out": out, "draws": draws, "seed": seed} | {k: (str(v) if v else None) for k, v in paths.items()}
     manifest = write_task(
         run,
         catalog=cat,
@@ -156,7 +175,7 @@ def year_end(
         review_rows=len(review_rows),
         changes=changes,
     )
-    summary_task(manifest, results)
+    summary_task(manifest, results, watch)
     return str(run)
 
 

@@ -116,6 +116,8 @@ def cmd_run(args) -> int:
         review=args.review,
         components=args.components,
         out=args.out,
+        draws=args.draws,
+        seed=args.seed,
     )
     _summary(Path(run))
     return 0
@@ -237,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--review", help="审核意见表 CSV/XLSX")
     r.add_argument("--components", help="其他考核分项得分表 CSV/XLSX(unit_id, component, score)")
     r.add_argument("--out", default="outputs", help="输出根目录(默认 outputs/)")
+    r.add_argument("--draws", type=int, default=1000, help="排名稳健性模拟次数(默认 1000)")
+    r.add_argument("--seed", type=int, default=2025, help="排名稳健性模拟的随机种子")
     r.set_defaults(func=cmd_run)
     sv = sub.add_parser("serve", help="把年终计分流程注册为 Prefect 部署,供在 Prefect 界面中触发")
     sv.add_argument("--year", type=int, default=_year_default())

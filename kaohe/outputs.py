@@ -57,6 +57,7 @@ def _show(v: object) -> str:
 def results_columns(catalog: Catalog) -> list[str]:
     cols = ["unit_id", "unit_name", "group", "status", "assessed", "weighted", "bonus", "final", "rank", "grade", "veto"]
     cols += [f"rate_{d.id}" for d in catalog.dimensions]
+    cols += ["rank_p05", "rank_p50", "rank_p95", "grade_stability"]
     cols += [f"component_{c.id}" for c in catalog.components if c.id != "assessed"]
     cols += ["grade_note", "file"]
     return cols
@@ -80,6 +81,11 @@ def result_row(r: UnitResult, catalog: Catalog) -> dict[str, str]:
     }
     for d in catalog.dimensions:
         row[f"rate_{d.id}"] = fmt2(r.rates.get(d.id)) if r.status == "scored" else ""
+    rb = r.robustness
+    row["rank_p05"] = str(rb.rank_p05) if rb else ""
+    row["rank_p50"] = str(rb.rank_p50) if rb else ""
+    row["rank_p95"] = str(rb.rank_p95) if rb else ""
+    row["grade_stability"] = fmt2(rb.grade_stability) if rb else ""
     for c in catalog.components:
         if c.id != "assessed":
             row[f"component_{c.id}"] = fmt2(r.components.get(c.id)) if r.status == "scored" else ""
@@ -190,12 +196,17 @@ def _sheet(wb: Workbook, title: str, headers: list[str], rows: list[list], width
     return ws
 
 
+def write_watchlist_csv(path: Path, entries) -> None:
+    """Units the office should look at before publishing (kaohe.insight.watch_list)."""
+    _write_csv(path, ["unit_id", "kind", "detail"], ({"unit_id": e.unit_id, "kind": e.kind, "detail": e.detail_cn} for e in entries))
+
+
 def write_results_xlsx(path: Path, results: list[UnitResult], catalog: Catalog, problems: dict[str, list[Problem]]) -> None:
     wb = Workbook()
     wb.remove(wb.active)
     dims = catalog.dimensions
     heads = ["单位代码", "单位名称", "考核组", "状态", "考核排名", "等次", "最终得分", "审核得分", "加权得分", "加分", "否决"]
-    heads += [f"{d.name}得分率" for d in dims] + ["等次说明"]
+    heads += [f"{d.name}得分率" for d in dims] + ["排名区间(5%–95%)", "等次稳定度", "等次说明"]
     rows = []
     for r in results:
         row = result_row(r, catalog)
@@ -203,7 +214,7 @@ def write_results_xlsx(path: Path, results: list[UnitResult], catalog: Catalog, 
             [r.unit_id, r.unit.unit_name, r.unit.group, STATUS_CN[r.status], row["rank"], r.grade, row["final"], row["assessed"], row["weighted"], row["bonus"],
              {"fail": "一票否决", "cap": "不得评优"}.get(r.veto or "", "")]
             + [row[f"rate_{d.id}"] for d in dims]
-            + [r.grade_note]
+            + [f"{row['rank_p05']}–{row['rank_p95']}" if row["rank_p05"] else "", row["grade_stability"], r.grade_note]
         )
     _sheet(wb, "考核结果", heads, rows, {1: 10, 2: 36, 3: 14, 4: 11, 6: 8, len(heads): 18})
     item_heads = ["单位代码", "指标编号", "一级指标", "考核内容", "规则", "分值", "得分", "失分", "适用", "来源单元格", "填报原文", "审核修改", "审核理由", "计分说明", "佐证材料", "不适用理由"]

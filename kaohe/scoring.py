@@ -91,6 +91,8 @@ class UnitResult:
     rank: int | None = None
     grade: str = "不合格"
     grade_note: str = ""
+    # set by insight (METHOD §7): kaohe.insight.Robustness, for ranked units
+    robustness: object | None = None
 
     @property
     def unit_id(self) -> str:

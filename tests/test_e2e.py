@@ -90,3 +90,17 @@ def test_summary_artifact_and_deployment(runs):
     assert text.startswith("# 2025 年度依法行政考核") and "| 考核组 |" in text
     d = deployment(year=2025, out=str(run.parent.parent))
     assert d.name == "kaohe-year-end" and d.parameters["year"] == 2025
+
+
+def test_rank_intervals_and_watch_list_written(runs):
+    from pathlib import Path
+
+    run = Path(runs[1])
+    results = rows(run / "results.csv")
+    ranked = [r for r in results if r["rank"]]
+    assert ranked and all(r["rank_p05"] and r["rank_p95"] and r["grade_stability"] for r in ranked)
+    assert all(int(r["rank_p05"]) <= int(r["rank_p50"]) <= int(r["rank_p95"]) for r in ranked)
+    assert all(not r["rank_p05"] for r in results if not r["rank"])
+    watch = rows(run / "watchlist.csv")
+    vetoed = {r["unit_id"] for r in results if r["veto"]}
+    assert vetoed <= {w["unit_id"] for w in watch if w["kind"] == "veto"}
