@@ -73,6 +73,30 @@ def insight_task(results, catalog: Catalog, draws: int, seed: int):
     return results, watch_list(results, catalog)
 
 
+@task(name="render", **IO)
+def render_task(run: Path, results, catalog: Catalog, intake, settings, previous):
+    """bulletin.pdf, scorecards/<unit>.pdf, feedback/<file>_退回意见.pdf (WeasyPrint, bundled font)."""
+    from kaohe.report.render import render_run
+
+    return render_run(run, results, catalog, intake, settings, previous)
+
+
+def previous_results(year: int, out: str, previous: str | None) -> tuple[dict[str, dict], str | None]:
+    """Last year's published rows: an explicit results.csv, else the archive's publication for year − 1."""
+    import csv
+
+    if previous:
+        with Path(previous).open(encoding="utf-8-sig", newline="") as fh:
+            return {r["unit_id"]: r for r in csv.DictReader(fh)}, str(previous)
+    from kaohe import archive
+
+    db = Path(out) / "kaohe.sqlite"
+    if not db.is_file():
+        return {}, None
+    rows = archive.published_rows(archive.connect(archive.default_url(out)), year - 1)
+    return rows, (f"{db}#{year - 1}" if rows else None)
+
+
 @task(name="write-run", **IO)
 def write_task(run: Path, **kwargs):
     return P.write_run(run, **kwargs)
@@ -142,6 +166,11 @@ def year_end(
     out: str = "outputs",
     draws: int = 1000,
     seed: int = 2025,
+    previous: str | None = None,
+    doc_number: str = "",
+    issue_date: str = "",
+    issuer: str = "",
+    render: bool = True,
 ) -> str:
     """Score one year: returns the new run folder."""
     paths = resolve(year, catalog, registry, submissions, review, components)
@@ -159,10 +188,17 @@ def year_end(
     results, watch = insight_task(results, cat, draws, seed)
     run = P.new_run_folder(out, year)
     write_watchlist_csv(run / "watchlist.csv", watch)
+    last_year, last_source = previous_results(year, out, previous)
+    if render:
+        from kaohe.report.render import BulletinSettings
+
+        settings = BulletinSettings(doc_number=doc_number, issue_date=issue_date, issuer=issuer)
+        render_task(run, results, cat, intake, settings, last_year or None)
     input_files = P.archive_inputs(
         run, {k: v for k, v in paths.items() if k != "submissions"}, files
     )
-    params = {"year": year, "out": out, "draws": draws, "seed": seed} | {k: (str(v) if v else None) for k, v in paths.items()}
+    params = {"year": year, "out": out, "draws": draws, "seed": seed, "previous_results": last_source,
+              "doc_number": doc_number, "issue_date": issue_date, "issuer": issuer, "render": render} | {k: (str(v) if v else None) for k, v in paths.items()}
     manifest = write_task(
         run,
         catalog=cat,

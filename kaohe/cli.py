@@ -118,6 +118,11 @@ def cmd_run(args) -> int:
         out=args.out,
         draws=args.draws,
         seed=args.seed,
+        previous=args.previous,
+        doc_number=args.doc_number or "",
+        issue_date=args.issue_date or "",
+        issuer=args.issuer or "",
+        render=not args.no_pdf,
     )
     _summary(Path(run))
     return 0
@@ -197,6 +202,10 @@ def _summary(run: Path) -> None:
     )
     print(f"  审核意见:{m['review']['rows']} 行,修改 {m['review']['changed_values']} 个数值")
     print("  输出:" + "、".join(o for o in m["outputs"] if "/" not in o))
+    n_cards = sum(1 for o in m["outputs"] if o.startswith("scorecards/"))
+    n_fb = sum(1 for o in m["outputs"] if o.startswith("feedback/") and o.endswith(".pdf"))
+    if n_cards or n_fb:
+        print(f"  记分卡 {n_cards} 份,退回意见 {n_fb} 份")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="outputs", help="输出根目录(默认 outputs/)")
     r.add_argument("--draws", type=int, default=1000, help="排名稳健性模拟次数(默认 1000)")
     r.add_argument("--seed", type=int, default=2025, help="排名稳健性模拟的随机种子")
+    r.add_argument("--previous", help="上年度已发布结果 results.csv(默认:结果库中上年度的现行发布)")
+    r.add_argument("--doc-number", help="通报文号,如 示法考〔2026〕1号")
+    r.add_argument("--issue-date", help="通报日期,如 2026年1月15日(默认:今天)")
+    r.add_argument("--issuer", help="发文机关(默认:指标体系中的 issuer)")
+    r.add_argument("--no-pdf", action="store_true", help="不生成 PDF 通报与记分卡")
     r.set_defaults(func=cmd_run)
     sv = sub.add_parser("serve", help="把年终计分流程注册为 Prefect 部署,供在 Prefect 界面中触发")
     sv.add_argument("--year", type=int, default=_year_default())

@@ -1,8 +1,9 @@
 """Charts as inline SVG, drawn in Python (no plotting library).
 
 Each function returns ``Markup`` that a template inserts as is. Every piece
-of text inside goes through ``escape`` first, so a unit name can never turn
-into markup. Coordinates are CSS pixels (96 per inch), and the charts are
+of text inside goes through ``escape`` first, so no label can turn into
+markup. Charts carry office text only (groups, dimensions, grades), never
+unit-supplied text. Coordinates are CSS pixels (96 per inch), and the charts are
 sized for the page's content box: 640 px is a portrait A4 page with 20 mm
 side margins.
 
@@ -18,13 +19,15 @@ from decimal import Decimal
 
 from markupsafe import Markup, escape
 
+from kaohe.report.text import zh
+
 FONT = "Kaohe Sans SC"
 GRADE_COLORS = {"优秀": "#1a7f37", "良好": "#2f6fb5", "合格": "#d08a00", "不合格": "#c62828"}
 GRADE_ORDER = ("优秀", "良好", "合格", "不合格")
 
 # 得分率 colour scale (shared by the heat map and the ranking tables):
 # low rates stand out in red, high rates fade to green; light enough to print text on.
-_SCALE = ((Decimal(50), (0xE5, 0x73, 0x73)), (Decimal(75), (0xFF, 0xE0, 0x82)), (Decimal(100), (0x81, 0xC7, 0x84)))
+_SCALE = ((Decimal(50), (0xEF, 0x8A, 0x80)), (Decimal(75), (0xFF, 0xEB, 0xA8)), (Decimal(100), (0xDC, 0xF0, 0xD8)))
 SCALE_LOW, SCALE_HIGH = _SCALE[0][0], _SCALE[-1][0]
 
 
@@ -53,7 +56,7 @@ def _svg(width: float, height: float, body: list[str], label: str) -> Markup:
 def _text(x: float, y: float, text: str, *, size: float = 10, anchor: str = "start", weight: str = "normal", fill: str = "#222") -> str:
     return (
         f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
-        f'font-weight="{weight}" fill="{fill}">{escape(text)}</text>'
+        f'font-weight="{weight}" fill="{fill}">{escape(zh(text))}</text>'
     )
 
 
@@ -102,7 +105,8 @@ def strip_plot(rows: list[StripRow], width: float = 640, title: str = "") -> Mar
     def sx(v: float) -> float:
         return left + (v - lo) / (hi - lo) * plot_w
 
-    radius = 4.0
+    biggest = max((len(row.dots) for row in rows), default=0)
+    radius = 4.0 if biggest <= 40 else 3.0 if biggest <= 120 else 2.4  # big groups: smaller dots, same height
     body: list[str] = []
     y = 24.0
     step = 10 if hi - lo > 50 else 5
@@ -160,7 +164,7 @@ def heat_map(row_labels: list[str], col_labels: list[str], values: list[list[Dec
     """A table of 得分率 (rows × columns), each cell coloured and labelled with its value."""
     left = 150
     head = 30
-    cell_h = 22
+    cell_h = 19
     n = max(1, len(col_labels))
     cell_w = min(110.0, (width - left) / n)
     body: list[str] = []
@@ -233,7 +237,7 @@ def bar_chart(bars: list[Bar], width: float = 640, title: str = "", value_name: 
         label = ("—" if b.value is None else f"{b.value:.2f}") + " / " + ("—" if b.reference is None else f"{b.reference:.2f}")
         body.append(_text(left + plot_w + 8, y + bar_h - 3, label, size=9))
     y = top + len(bars) * (bar_h + gap) + 6
-    body.append(_text(left + plot_w + 8, top - 8, f"{value_name} / {reference_name}", size=8, fill="#666"))
+    body.append(_text(left + plot_w + 18, top - 8, f"{value_name} / {reference_name}", size=8, fill="#666"))
     body.append(f'<rect x="{left}" y="{y}" width="10" height="8" fill="#2f6fb5"/>')
     body.append(_text(left + 14, y + 8, f"{value_name}得分率(不低于{reference_name})", size=8.5))
     body.append(f'<rect x="{left + 190}" y="{y}" width="10" height="8" fill="#d9822b"/>')
