@@ -45,7 +45,10 @@ def test_run_writes_every_output(runs):
     assert manifest["catalog_hash"] and manifest["code_version"].startswith("0.")
     assert {"catalog", "registry", "review", "components"} <= set(manifest["inputs"])
     assert len(list((run / "inputs" / "submissions").iterdir())) == len(files)
-    assert len(list((run / "feedback").iterdir())) == 2
+    feedback = sorted(p.suffix for p in (run / "feedback").iterdir())
+    assert feedback == [".pdf", ".pdf", ".xlsx", ".xlsx"]
+    assert (run / "bulletin.pdf").is_file()
+    assert len(list((run / "scorecards").glob("*.pdf"))) == manifest["units"]["scored"]
 
 
 def test_results_match_items_summed(runs):
@@ -73,7 +76,7 @@ def test_second_run_gets_its_own_folder(runs):
 
     out, first = runs
     before = {p: p.stat().st_mtime_ns for p in Path(first).rglob("*")}
-    second = year_end(year=2025, out=str(out))
+    second = year_end(year=2025, out=str(out), render=False)
     assert second != first
     assert {p: p.stat().st_mtime_ns for p in Path(first).rglob("*")} == before
     assert (Path(first) / "results.csv").read_bytes() == (Path(second) / "results.csv").read_bytes()
