@@ -102,28 +102,22 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def current(engine: Engine, year: int) -> Publication | None:
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT id, year, run_id, run_path, published_at, supersedes_run_id, reason, publisher "
-                "FROM publications WHERE year = :y ORDER BY id DESC LIMIT 1"
-            ),
-            {"y": year},
-        ).first()
-    return Publication(*row) if row else None
+_PUBLICATIONS = (
+    "SELECT id, year, run_id, run_path, published_at, supersedes_run_id, reason, publisher "
+    "FROM publications WHERE year = :y ORDER BY id"
+)
 
 
 def history(engine: Engine, year: int) -> list[Publication]:
+    """Every publication of the year, oldest first; the last one is in force."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT id, year, run_id, run_path, published_at, supersedes_run_id, reason, publisher "
-                "FROM publications WHERE year = :y ORDER BY id"
-            ),
-            {"y": year},
-        ).all()
+        rows = conn.execute(text(_PUBLICATIONS), {"y": year}).all()
     return [Publication(*r) for r in rows]
+
+
+def current(engine: Engine, year: int) -> Publication | None:
+    pubs = history(engine, year)
+    return pubs[-1] if pubs else None
 
 
 def publish(engine: Engine, run: str | Path, *, supersede: bool = False, reason: str = "", publisher: str = "") -> Publication:
