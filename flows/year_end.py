@@ -74,11 +74,35 @@ def insight_task(results, catalog: Catalog, draws: int, seed: int):
 
 
 @task(name="render", **IO)
-def render_task(run: Path, results, catalog: Catalog, intake, settings, previous):
-    """bulletin.pdf, scorecards/<unit>.pdf, feedback/<file>_退回意见.pdf (WeasyPrint, bundled font)."""
+def render_task(run: Path, results, catalog: Catalog, intake, settings, previous, watch, previous_catalog):
+    """bulletin.pdf, scorecards/, feedback/ PDFs, office_report.pdf and diagnostics.xlsx (WeasyPrint, bundled font)."""
     from kaohe.report.render import render_run
 
-    return render_run(run, results, catalog, intake, settings, previous)
+    return render_run(run, results, catalog, intake, settings, previous, watch=watch, previous_catalog=previous_catalog)
+
+
+def previous_catalog(year: int, out: str, previous: str | None) -> tuple[Catalog | None, str | None]:
+    """Last year's catalog: the copy archived with last year's results, else the bundled indicators/<year-1>.yaml."""
+    from kaohe import archive
+    from kaohe.errors import KaoheError
+
+    dirs = []
+    if previous:
+        dirs.append(Path(previous).parent / "inputs")
+    elif (Path(out) / "kaohe.sqlite").is_file():
+        pub = archive.current(archive.connect(archive.default_url(out)), year - 1)
+        if pub:
+            dirs.append(Path(pub.run_path) / "inputs")
+    paths = [p for d in dirs for p in sorted(d.glob("catalog.*"))] + [bundled(year - 1).catalog]
+    for p in paths:
+        if p.is_file():
+            try:
+                cat = load_catalog(p)
+            except KaoheError:
+                continue
+            if cat.year == year - 1:
+                return cat, str(p)
+    return None, None
 
 
 def previous_results(year: int, out: str, previous: str | None) -> tuple[dict[str, dict], str | None]:
@@ -189,15 +213,17 @@ def year_end(
     run = P.new_run_folder(out, year)
     write_watchlist_csv(run / "watchlist.csv", watch)
     last_year, last_source = previous_results(year, out, previous)
+    last_catalog, last_catalog_source = previous_catalog(year, out, previous) if last_year else (None, None)
     if render:
         from kaohe.report.render import BulletinSettings
 
-        settings = BulletinSettings(doc_number=doc_number, issue_date=issue_date, issuer=issuer)
-        render_task(run, results, cat, intake, settings, last_year or None)
+        settings = BulletinSettings(doc_number=doc_number, issue_date=issue_date, issuer=issuer, draws=draws)
+        render_task(run, results, cat, intake, settings, last_year or None, watch, last_catalog)
     input_files = P.archive_inputs(
         run, {k: v for k, v in paths.items() if k != "submissions"}, files
     )
     params = {"year": year, "out": out, "draws": draws, "seed": seed, "previous_results": last_source,
+              "previous_catalog": last_catalog_source,
               "doc_number": doc_number, "issue_date": issue_date, "issuer": issuer, "render": render} | {k: (str(v) if v else None) for k, v in paths.items()}
     manifest = write_task(
         run,

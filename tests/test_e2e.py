@@ -48,6 +48,7 @@ def test_run_writes_every_output(runs):
     feedback = sorted(p.suffix for p in (run / "feedback").iterdir())
     assert feedback == [".pdf", ".pdf", ".xlsx", ".xlsx"]
     assert (run / "bulletin.pdf").is_file()
+    assert (run / "office_report.pdf").is_file() and (run / "diagnostics.xlsx").is_file()
     assert len(list((run / "scorecards").glob("*.pdf"))) == manifest["units"]["scored"]
 
 
@@ -107,3 +108,26 @@ def test_rank_intervals_and_watch_list_written(runs):
     watch = rows(run / "watchlist.csv")
     vetoed = {r["unit_id"] for r in results if r["veto"]}
     assert vetoed <= {w["unit_id"] for w in watch if w["kind"] == "veto"}
+
+
+def test_archive_feeds_next_year(tmp_path):
+    """Publishing a 2024 run fills the 2025 run's change column (较上年) from the archive."""
+    from pathlib import Path
+
+    from kaohe.cli import main
+    from kaohe.flows.year_end import year_end
+
+    run24 = Path(year_end(year=2024, out=str(tmp_path), render=False, draws=50))
+    assert main(["publish", str(run24), "--db", f"sqlite:///{tmp_path / 'kaohe.sqlite'}"]) == 0
+    run25 = Path(year_end(year=2025, out=str(tmp_path), draws=50))
+    manifest = json.loads((run25 / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["parameters"]["previous_results"].endswith("#2024")
+    assert manifest["parameters"]["previous_catalog"]
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils (pdftotext) is not installed")
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(run25 / "bulletin.pdf"), "-"], capture_output=True, text=True).stdout
+    flat = "".join(text.split())
+    assert "较上年" in flat and "D05" in flat  # the item 2025 added is named as a catalog change

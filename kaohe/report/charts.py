@@ -209,7 +209,7 @@ def bar_chart(bars: list[Bar], width: float = 640, title: str = "", value_name: 
     """Horizontal bars 0–100 (the unit's 得分率) with the group average as a marker."""
     left, right = 150, 120
     plot_w = width - left - right
-    bar_h, gap = 14, 8
+    bar_h, gap = 14, 6
     top = 22
     body: list[str] = []
 
@@ -245,3 +245,112 @@ def bar_chart(bars: list[Bar], width: float = 640, title: str = "", value_name: 
     body.append(f'<line x1="{left + 290}" y1="{y - 1}" x2="{left + 290}" y2="{y + 9}" stroke="#222" stroke-width="1.4"/>')
     body.append(_text(left + 296, y + 8, f"{reference_name}得分率", size=8.5))
     return _svg(width, y + 16, body, title or "得分率对比")
+
+
+# ------------------------------------------------------ indicator diagnostics
+
+
+@dataclass(frozen=True)
+class ItemBar:
+    label: str  # item id
+    title: str
+    full: float | None  # shares of the units the item applies to
+    zero: float | None
+    na: float | None
+    nominal: float | None  # share of the final score, on paper
+    effective: float | None  # share of the within-group variance of final scores
+    separates: bool = True
+
+
+def weight_scale(items: list[ItemBar]) -> tuple[float, float]:
+    values = [v for it in items for v in (it.nominal, it.effective) if v is not None]
+    return min(values + [0.0]), max(values + [0.01])
+
+
+SHARE_COLORS = (("满分", "#5aa469"), ("部分得分", "#9ecae1"), ("零分", "#d9534f"), ("不适用", "#d0d0d0"))
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def indicator_chart(items: list[ItemBar], width: float = 640, title: str = "", scale: tuple[float, float] | None = None) -> Markup:
+    """Per scored item: left, the units at full / partial / zero / 不适用 (100% bar);
+    right, nominal weight (grey) against effective weight (blue, red when negative).
+    Items that never separate units are labelled in red with a mark."""
+    left = 168
+    gap = 22
+    p1_w = 190
+    p2_x = left + p1_w + gap
+    p2_w = width - p2_x - 40
+    row_h = 11 if len(items) > 40 else 15
+    bar_h = row_h - 4
+    top = 40
+    if scale is None:  # the weight axis; pass one scale for every part of a chart split over pages
+        scale = weight_scale(items)
+    lo, hi = scale
+    # a round axis step: 1%, 2%, 5%, 10% …
+    span = hi - lo
+    step = next(s for s in (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0) if span / s <= 6)
+    lo_t = math.floor(lo / step - 1e-9) * step
+    hi_t = math.ceil(hi / step - 1e-9) * step
+
+    def sx(v: float) -> float:
+        return p2_x + (v - lo_t) / (hi_t - lo_t) * p2_w
+
+    body: list[str] = []
+    # panel titles and axes
+    body.append(_text(left, 12, "适用单位的得分分布", size=9, weight="bold"))
+    body.append(_text(p2_x, 12, "名义权重与实际权重(占最终得分的%)", size=9, weight="bold"))
+    for t in range(0, 101, 25):
+        x = left + t / 100 * p1_w
+        body.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{top + len(items) * row_h:.1f}" stroke="#e3e3e3" stroke-width="0.6"/>')
+        body.append(_text(x, top - 8, f"{t}%", anchor="middle", size=7.5, fill="#666"))
+    n_ticks = int(round((hi_t - lo_t) / step))
+    for k in range(n_ticks + 1):
+        v = lo_t + k * step
+        x = sx(v)
+        body.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{top + len(items) * row_h:.1f}" stroke="{"#999" if abs(v) < 1e-12 else "#e3e3e3"}" stroke-width="{0.8 if abs(v) < 1e-12 else 0.6}"/>')
+        label = f"{v * 100:.1f}".rstrip("0").rstrip(".")
+        body.append(_text(x, top - 8, label, anchor="middle", size=7.5, fill="#666"))
+    for i, it in enumerate(items):
+        y = top + i * row_h
+        color = "#222" if it.separates else "#c62828"
+        mark = "" if it.separates else " ×"
+        body.append(_text(4, y + bar_h - 1, it.label + mark, size=8, weight="bold", fill=color))
+        body.append(_text(34, y + bar_h - 1, _short(it.title, 12), size=8, fill=color))
+        if it.full is None:
+            body.append(_text(left + 4, y + bar_h - 1, "无适用单位", size=8, fill="#888"))
+        else:
+            na = it.na or 0.0
+            zero = it.zero or 0.0
+            full = it.full
+            partial = max(0.0, 1.0 - full - zero - na)
+            x = left
+            for (name, c), share in zip(SHARE_COLORS, (full, partial, zero, na)):
+                w = share * p1_w
+                if w > 0:
+                    body.append(f'<rect x="{x:.2f}" y="{y + 1:.1f}" width="{w:.2f}" height="{bar_h - 1}" fill="{c}"/>')
+                x += w
+        if it.nominal is not None:
+            body.append(
+                f'<rect x="{min(sx(0), sx(it.nominal)):.2f}" y="{y + 1:.1f}" width="{abs(sx(it.nominal) - sx(0)):.2f}" height="{bar_h / 2:.1f}" fill="#b5b5b5"/>'
+            )
+        if it.effective is not None:
+            c = "#2f6fb5" if it.effective >= 0 else "#c62828"
+            body.append(
+                f'<rect x="{min(sx(0), sx(it.effective)):.2f}" y="{y + 1 + bar_h / 2:.1f}" width="{abs(sx(it.effective) - sx(0)):.2f}" height="{bar_h / 2 - 0.5:.1f}" fill="{c}"/>'
+            )
+    y = top + len(items) * row_h + 10
+    lx = left
+    for name, c in SHARE_COLORS:
+        body.append(f'<rect x="{lx}" y="{y}" width="9" height="8" fill="{c}"/>')
+        body.append(_text(lx + 12, y + 8, name, size=8))
+        lx += 14 + 9 * len(name) + 8
+    lx = p2_x
+    for name, c in (("名义权重", "#b5b5b5"), ("实际权重", "#2f6fb5")):
+        body.append(f'<rect x="{lx}" y="{y}" width="9" height="8" fill="{c}"/>')
+        body.append(_text(lx + 12, y + 8, name, size=8))
+        lx += 70
+    body.append(_text(4, y + 24, "× 标红的指标:计分单位得分全部相同,不能区分单位", size=8, fill="#c62828"))
+    return _svg(width, y + 32, body, title or "指标诊断")

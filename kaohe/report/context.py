@@ -26,6 +26,9 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
+import inspect
+
+from kaohe import insight
 from kaohe.catalog import Catalog, Item
 from kaohe.errors import Problem
 from kaohe.layout import fmt_decimal
@@ -82,6 +85,73 @@ def change_text(current: str, prev: dict | None) -> str:
 
 def chinese_date(d) -> str:
     return f"{d.year}年{d.month}月{d.day}日"
+
+
+# ------------------------------------------------------------ rank robustness
+
+
+def interval_text(row: dict) -> str:
+    """排名区间 from a results.csv row: '3–6', '3' when p05 == p95, '—' when not computed."""
+    lo, hi = row.get("rank_p05", ""), row.get("rank_p95", "")
+    if not lo or not hi:
+        return DASH
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def stability_text(row: dict) -> str:
+    """等次稳定度 from a results.csv row ('0.87') as a percentage ('87%'), '—' when not computed."""
+    s = row.get("grade_stability", "")
+    return DASH if not s else num(Decimal(s) * 100) + "%"
+
+
+def robustness_method(draws: int = 1000) -> dict:
+    """The simulation's parameters for the notes (METHOD §7); the range is rank_robustness's own default."""
+    params = inspect.signature(insight.rank_robustness).parameters
+    low, high = Decimal(str(params["low"].default)), Decimal(str(params["high"].default))
+    return {
+        "draws": f"{draws:,}",
+        "low": num(low),
+        "high": num(high),
+        "spread": num((high - 1) * 100) if high - 1 == 1 - low else "",  # ±20 (%)
+    }
+
+
+# ------------------------------------------------------------ year on year
+
+
+#: the order catalog changes are listed in (sorted is stable: catalog order within a kind)
+CHANGE_KINDS = (
+    ("added", "新增指标"),
+    ("removed", "删除指标"),
+    ("reweighted", "分值调整"),
+    ("changed", "评分规则或适用范围调整"),
+    ("setting", "考核办法调整"),
+)
+
+
+def year_on_year_context(results: list[UnitResult], catalog: Catalog, previous: dict[str, dict], previous_catalog: Catalog | None) -> dict:
+    """New and dropped units against last year's rows; catalog changes (None when last year's catalog is unknown)."""
+    current = {r.unit_id for r in results}
+    new = [f"{clean_text(r.unit.unit_name)}\uff08{r.unit.group}\uff09" for r in results if r.unit_id not in previous]
+    dropped = []
+    for uid, row in previous.items():
+        if uid in current:
+            continue
+        name = clean_text(row.get("unit_name") or uid)
+        group = clean_text(row.get("group") or "")
+        dropped.append(f"{name}\uff08{group}\uff09" if group else name)
+    changes = None  # unknown
+    if previous_catalog is not None:
+        found = insight.catalog_changes(previous_catalog, catalog)
+        order = {kind: k for k, (kind, _) in enumerate(CHANGE_KINDS)}
+        changes = [zh(c.detail_cn) for c in sorted(found, key=lambda c: order.get(c.kind, len(order)))]
+    return {
+        "previous_year": previous_catalog.year if previous_catalog is not None else catalog.year - 1,
+        "new": new,
+        "dropped": dropped,
+        "catalog_changes": changes,
+        "n_changes": len(changes) if changes else 0,
+    }
 
 
 # ------------------------------------------------------------------ catalog text
@@ -230,6 +300,7 @@ class RankRow:
     final: str
     grade: str
     change: str
+    interval: str  # 排名区间 (rank_p05–rank_p95)
     rates: list[tuple[str, str]]  # (text, background colour)
     note: str
     status: str
@@ -275,7 +346,9 @@ def dimension_averages(results: list[UnitResult], catalog: Catalog) -> list[Deci
     return out
 
 
-def bulletin_context(results: list[UnitResult], catalog: Catalog, settings, previous: dict[str, dict] | None) -> dict:
+def bulletin_context(
+    results: list[UnitResult], catalog: Catalog, settings, previous: dict[str, dict] | None, previous_catalog: Catalog | None = None
+) -> dict:
     previous = previous or {}
     dims = catalog.dimensions
     groups: list[GroupView] = []
@@ -302,6 +375,7 @@ def bulletin_context(results: list[UnitResult], catalog: Catalog, settings, prev
                     final=row["final"] or DASH,
                     grade=r.grade,
                     change=change_text(row["final"], previous.get(r.unit_id)),
+                    interval=interval_text(row),
                     rates=rates if r.status == "scored" else [(DASH, "#ffffff") for _ in dims],
                     note=note,
                     status=r.status,
@@ -382,6 +456,9 @@ def bulletin_context(results: list[UnitResult], catalog: Catalog, settings, prev
         "missing": missing,
         "rejected": rejected,
         "has_previous": bool(previous),
+        "yoy": year_on_year_context(results, catalog, previous, previous_catalog) if previous else None,
+        "has_intervals": any(row.interval != DASH for gv in groups for row in gv.rows),
+        "robust": robustness_method(getattr(settings, "draws", 1000)),
         "strip_chart": strip,
         "heat_chart": heat,
         "method": method_annex(catalog),
@@ -543,6 +620,26 @@ def scorecard_context(result: UnitResult, group_results: list[UnitResult], catal
         title="各一级指标得分率与组平均",
         reference_name="组平均",
     )
+    # 优势与不足: insight chooses the dimensions (exact gaps); the figures shown are the scorecard's
+    # published rate and group average (the chart's), and the gap between them, so a reader can recompute it
+    shown_avg = {d.id: avg for d, avg in zip(catalog.dimensions, averages)}
+
+    def gap_rows(gaps) -> list[dict]:
+        out = []
+        for g in gaps:
+            rate, avg = dec(row[f"rate_{g.dimension}"]), shown_avg.get(g.dimension)
+            if rate is None or avg is None or rate == avg:
+                continue  # a gap under 0.01 is not shown as a strength or weakness
+            diff = rate - avg
+            out.append({"name": zh(g.name), "rate": f"{rate:.2f}", "avg": f"{avg:.2f}", "gap": f"{abs(diff):.2f}", "above": diff > 0})
+        return out
+
+    sw = insight.strengths_weaknesses(result, group, catalog) if result.rank is not None else None
+    strengths = gap_rows(sw.strengths) if sw else []
+    weaknesses = gap_rows(sw.weaknesses) if sw else []
+    robust = None
+    if row["rank_p05"]:
+        robust = {"interval": interval_text(row), "single": row["rank_p05"] == row["rank_p95"], "stability": stability_text(row)}
     if result.rank is not None:
         rank_text = f"第 {result.rank} 名 / 共 {n_ranked} 个单位"
     else:
@@ -578,6 +675,11 @@ def scorecard_context(result: UnitResult, group_results: list[UnitResult], catal
         "evidence": evidence,
         "chart": bars,
         "must_rectify": result.grade == "不合格",
+        "strengths": strengths,
+        "weaknesses": weaknesses,
+        "has_sw": sw is not None,
+        "robust": robust,
+        "robust_method": robustness_method(getattr(settings, "draws", 1000)),
     }
 
 

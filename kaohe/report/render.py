@@ -1,4 +1,5 @@
-"""PDF publication: the bulletin (考核结果通报), scorecards (成绩单) and feedback (退回意见).
+"""PDF publication: the bulletin (考核结果通报), scorecards (成绩单) and feedback (退回意见),
+and the office's internal report (office_report.pdf with diagnostics.xlsx, ``kaohe.report.office``).
 
 HTML from Jinja templates (autoescape on for every template), laid out by
 WeasyPrint with one stylesheet and the bundled font (``fonts/``). The
@@ -32,6 +33,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from kaohe.catalog import Catalog
 from kaohe.errors import Problem, RunError
 from kaohe.report import context as C
+from kaohe.report import office as O
+from kaohe.report.office import write_diagnostics_xlsx
 from kaohe.scoring import UnitResult
 
 HERE = Path(__file__).resolve().parent
@@ -54,12 +57,14 @@ class BulletinSettings:
     doc_number: str = ""  # e.g. 示法考〔2026〕1号
     issue_date: str = ""  # e.g. 2026年1月15日 (default: today)
     issuer: str = ""  # default: catalog.issuer
+    draws: int = 1000  # rank robustness draws (kaohe run --draws), for the notes on 排名区间
 
     def resolved(self, catalog: Catalog) -> "BulletinSettings":
         return BulletinSettings(
             doc_number=self.doc_number.strip(),
             issue_date=self.issue_date.strip() or C.chinese_date(date.today()),
             issuer=self.issuer.strip() or catalog.issuer,
+            draws=self.draws,
         )
 
 
@@ -214,9 +219,16 @@ def render_bulletin(
     settings: BulletinSettings,
     out_pdf: Path,
     previous: dict[str, dict] | None = None,
+    previous_catalog: Catalog | None = None,
 ) -> Path:
-    """The ranked bulletin. ``results`` is ``rank_all``'s output; ``previous`` maps unit_id → last year's row."""
-    ctx = C.bulletin_context(results, catalog, settings.resolved(catalog), previous)
+    """The ranked bulletin. ``results`` is ``rank_all``'s output; ``previous`` maps unit_id → last year's row.
+
+    Each ranked unit's 排名区间 comes from ``r.robustness`` (``kaohe.insight.rank_robustness``; '—' when
+    absent). With ``previous``, the bulletin names new and dropped units; with ``previous_catalog`` too,
+    it lists what changed in the catalog (``kaohe.insight.catalog_changes``), so a change in score is
+    not read as progress when the ruler moved.
+    """
+    ctx = C.bulletin_context(results, catalog, settings.resolved(catalog), previous, previous_catalog)
     return render_html(render_template("bulletin.html", ctx), out_pdf)
 
 
@@ -252,12 +264,39 @@ def feedback_name(file: str, unit_id: str, known: bool) -> str:
     return f"{prefix}{stem}_退回意见.pdf"
 
 
-def render_run(run_dir: Path, results: list[UnitResult], catalog: Catalog, intake, settings: BulletinSettings, previous: dict[str, dict] | None = None) -> list[Path]:
-    """Every PDF of a run: bulletin.pdf, scorecards/<unit_id>.pdf, feedback/<…>_退回意见.pdf."""
+def render_office_report(results: list[UnitResult], catalog: Catalog, out_pdf: Path, watch, diagnostics) -> Path:
+    """The office's internal report (内部工作材料, not for publication).
+
+    Page 1: the watch list (``kaohe.insight.watch_list``) grouped by kind; then the units whose grade
+    is least stable under the weight draws; then the indicator diagnostics
+    (``kaohe.insight.indicator_diagnostics``) as a chart and a table.
+    """
+    ctx = O.office_context(results, catalog, list(watch), list(diagnostics))
+    return render_html(render_template("office.html", ctx), out_pdf)
+
+
+def render_run(
+    run_dir: Path,
+    results: list[UnitResult],
+    catalog: Catalog,
+    intake,
+    settings: BulletinSettings,
+    previous: dict[str, dict] | None = None,
+    watch=None,
+    previous_catalog: Catalog | None = None,
+) -> list[Path]:
+    """Every document of a run: bulletin.pdf, scorecards/<unit_id>.pdf, feedback/<…>_退回意见.pdf;
+    with ``watch`` (the run's watch list) also office_report.pdf and diagnostics.xlsx."""
     run_dir = Path(run_dir)
     settings = settings.resolved(catalog)
     t0 = time.perf_counter()
-    out = [render_bulletin(results, catalog, settings, run_dir / "bulletin.pdf", previous)]
+    out = [render_bulletin(results, catalog, settings, run_dir / "bulletin.pdf", previous, previous_catalog)]
+    if watch is not None:
+        from kaohe.insight import indicator_diagnostics
+
+        diagnostics = indicator_diagnostics(results, catalog)
+        out.append(render_office_report(results, catalog, run_dir / "office_report.pdf", watch, diagnostics))
+        out.append(write_diagnostics_xlsx(run_dir / "diagnostics.xlsx", diagnostics, catalog))
     by_group: dict[str, list[UnitResult]] = {}
     for r in results:
         by_group.setdefault(r.unit.group, []).append(r)
@@ -284,5 +323,7 @@ __all__ = [
     "render_scorecard",
     "render_feedback",
     "render_run",
+    "render_office_report",
+    "write_diagnostics_xlsx",
     "render_html",
 ]
