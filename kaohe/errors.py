@@ -42,6 +42,38 @@ class Code(str, Enum):
     DUPLICATE_UNIT = "W110"
     NOT_A_WORKBOOK = "W111"
 
+    # --- pre-flight: the file judged from its bytes before any XML parser sees it
+    # (P1xx the file and its zip container, P2xx the streamed scan of the input sheet)
+    FILE_TOO_LARGE = "P101"
+    FILE_EMPTY = "P102"
+    FILE_ENCRYPTED = "P103"
+    FILE_OLD_XLS = "P104"
+    FILE_TEXT = "P105"
+    FILE_HTML = "P106"
+    ZIP_CORRUPT = "P107"
+    ZIP_NOT_XLSX = "P108"
+    MACRO_ENABLED = "P109"
+    STRICT_OOXML = "P110"
+    ZIP_BOMB = "P111"
+    ZIP_TOO_MANY_ENTRIES = "P112"
+    ZIP_PART_TOO_LARGE = "P113"
+    DUPLICATE_NAME = "P114"
+    UNSAFE_NAME = "P115"
+    EXTERNAL_LINK = "P116"
+    ZIP_UNSUPPORTED = "P117"
+    XML_DTD = "P118"
+    XML_MALFORMED = "P119"
+    ROWS_OUT_OF_ORDER = "P201"
+    DUPLICATE_CELL = "P202"
+    CELL_OUTSIDE_AREA = "P203"
+    VALUE_UNDER_MERGE = "P204"
+    SHEET_ANOMALY = "P205"
+
+    # --- isolation: reading the workbook in a child process (P3xx)
+    READ_CRASHED = "P301"
+    READ_TIMEOUT = "P302"
+    READ_MEMORY = "P303"
+
     # --- cell values (V1xx: parsing)
     FORMULA = "V101"
     ERROR_CELL = "V102"

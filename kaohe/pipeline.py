@@ -22,7 +22,9 @@ from kaohe.catalog import Catalog
 from kaohe.errors import Code, Problem, ReviewError, RunExistsError
 from kaohe.outputs import write_feedback_xlsx, write_items_csv, write_results_csv, write_results_xlsx
 from kaohe.ranking import rank_all
-from kaohe.reading import ReadResult, read_workbook
+from kaohe.isolation import read_in_process, read_isolated
+from kaohe.preflight import NOT_A_WORKBOOK_CODES
+from kaohe.reading import ReadResult
 from kaohe.registry import Registry
 from kaohe.review import ReviewRow, apply_review, check_components
 from kaohe.schemas.validation import validate_submissions
@@ -55,8 +57,16 @@ def list_submission_files(folder: str | Path) -> list[Path]:
 # ----------------------------------------------------------------- stages
 
 
-def read_stage(paths: list[Path], catalog: Catalog, registry: Registry) -> list[ReadResult]:
-    return [read_workbook(p, catalog, registry) for p in paths]
+def read_stage(paths: list[Path], catalog: Catalog, registry: Registry, *, isolate: bool = True) -> list[ReadResult]:
+    """One ReadResult per file, in order; a file can fail only as its own problem.
+
+    ``isolate`` (the default, used by the CLI and the flow) reads each workbook in a
+    child process with memory and time limits (:mod:`kaohe.isolation`); without it
+    files are read in this process, with the same pre-flight checks but no limits.
+    """
+    if isolate:
+        return read_isolated(paths, catalog, registry)
+    return read_in_process(paths, catalog, registry)
 
 
 def parse_stage(reads: list[ReadResult], catalog: Catalog, registry: Registry) -> list[Submission]:
@@ -77,7 +87,7 @@ def validate_stage(reads: list[ReadResult], subs: list[Submission], catalog: Cat
         if r.unit_id is None:
             intake.problems[r.file] = list(r.problems)
             codes = {p.code for p in r.problems}
-            if codes & {Code.NOT_A_WORKBOOK, Code.FILE_UNREADABLE}:
+            if codes & NOT_A_WORKBOOK_CODES:
                 intake.file_state[r.file] = "not_a_workbook"
             elif Code.UNIT_UNKNOWN in codes:
                 intake.file_state[r.file] = "unknown_unit"
@@ -95,6 +105,7 @@ def validate_stage(reads: list[ReadResult], subs: list[Submission], catalog: Cat
         else:
             intake.file_state[s.file] = "scored"
             intake.valid[s.unit_id] = s
+    _count_refused_templates(reads, subs, intake)
     # a file that names a registered unit but could not be scored (wrong year, old template,
     # corrupt, the wrong unit's template) marks that unit 未通过校验, not 未报送
     for file, state in intake.file_state.items():
@@ -104,6 +115,30 @@ def validate_stage(reads: list[ReadResult], subs: list[Submission], catalog: Cat
             if file not in files:
                 files.append(file)
     return intake
+
+
+def _count_refused_templates(reads: list[ReadResult], subs: list[Submission], intake: Intake) -> None:
+    """A file that is verifiably a unit's own template but was refused before its cells were
+    read (pre-flight) still counts as one of the unit's files: with another file for the same
+    unit, all of them are duplicates and none is preferred."""
+    refused: dict[str, list[str]] = {}
+    for r in reads:
+        if r.unit_id is None and r.template_unit:
+            refused.setdefault(r.template_unit, []).append(r.file)
+    for uid, files in refused.items():
+        group = sorted(set(files) | {s.file for s in subs if s.unit_id == uid})
+        if len(group) < 2:
+            continue
+        names = "、".join(group)
+        for f in group:
+            ps = [p for p in intake.problems.get(f, []) if p.code != Code.DUPLICATE_UNIT]
+            ps.append(Problem(Code.DUPLICATE_UNIT, f, f"单位 {uid} 报送了多份自评表({names}),无法确定以哪一份为准", "每个单位只报送一份自评表"))
+            intake.problems[f] = ps
+            intake.file_state[f] = "duplicate"
+            intake.file_unit[f] = uid
+        intake.valid.pop(uid, None)
+        listed = intake.rejected_units.setdefault(uid, [])
+        listed.extend(f for f in group if f not in listed)
 
 
 def review_stage(

@@ -1,8 +1,13 @@
 """Stage 1, read: one returned workbook → its fingerprint, identity and raw input cells.
 
+Order: pre-flight checks the bytes and the zip container (:mod:`kaohe.preflight`);
+the fingerprint is streamed from the hidden sheet by pre-flight's guarded parser,
+which gives the unit and its layout; pre-flight then scans the input sheet
+against that layout; only a file that passed all of it is opened by openpyxl.
 Cells are fetched by the addresses of the unit's template layout, never by
 scanning rows. Everything the unit can get wrong becomes a ``Problem`` in
-the result; nothing here raises for a bad workbook.
+the result; nothing here raises for a bad workbook (a ``MemoryError`` is let
+through for :mod:`kaohe.isolation` to report).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kaohe import layout as L
+from kaohe import preflight
 from kaohe.catalog import Catalog
 from kaohe.errors import Code, Problem
 from kaohe.parsing import RawCell, normalize_text
@@ -37,23 +43,18 @@ class ReadResult:
     cells: dict[str, RawCell] = field(default_factory=dict)
     identity: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    #: the unit whose own, current template this file verifiably is (fingerprint and layout
+    #: digest match), even when the file is then refused: it still counts as one of its files
+    template_unit: str | None = None
 
     def problem(self, code: Code, message: str, expected: str = "", sheet: str = "", cell: str = "") -> None:
         self.problems.append(Problem(code, self.file, message, expected, sheet, cell))
 
 
 def sniff(data: bytes) -> str | None:
-    """A Chinese explanation when the bytes are plainly not an .xlsx, else None."""
-    if not data:
-        return "文件为空"
-    if data.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return "文件为加密的工作簿或旧版 .xls 格式,请取消密码后另存为 .xlsx"
-    head = data[:512].lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html", b"<table")):
-        return "文件实际是网页(HTML),不是 .xlsx 工作簿,请在 Excel/WPS 中另存为 .xlsx"
-    if not data.startswith(b"PK"):
-        return "文件不是 .xlsx 工作簿(可能是 CSV、文本或其他格式改了扩展名),请另存为 .xlsx"
-    return None
+    """A Chinese explanation when the bytes are plainly not an .xlsx, else None (see :mod:`kaohe.preflight`)."""
+    found = preflight.sniff(data)
+    return found[1] if found else None
 
 
 def _cell_text(v) -> str:
@@ -66,8 +67,28 @@ def _cell_text(v) -> str:
 
 def read_workbook(path: str | Path, catalog: Catalog, registry: Registry, *, name: str | None = None) -> ReadResult:
     path = Path(path)
-    data = path.read_bytes()
-    return read_workbook_bytes(data, name or path.name, catalog, registry)
+    name = name or path.name
+    cap = preflight.LIMITS.file_bytes
+    with path.open("rb") as fh:
+        data = fh.read(cap + 1)
+        if len(data) > cap:
+            # never hold an oversized file in memory: hash the rest as it streams past
+            h, size = hashlib.sha256(data), len(data)
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+                size += len(chunk)
+            res = ReadResult(file=name, sha256=h.hexdigest(), size=size)
+            res.claimed_unit = unit_from_filename(name, registry)
+            res.problems.append(
+                Problem(
+                    Code.FILE_TOO_LARGE,
+                    name,
+                    f"文件过大({size / preflight.MB:.1f} MB,上限 {cap // preflight.MB} MB),自评表正常只有几十 KB,请删除插入的图片等内容后重新保存",
+                    preflight.EXPECTED,
+                )
+            )
+            return res
+    return read_workbook_bytes(data, name, catalog, registry)
 
 
 def unit_from_filename(name: str, registry: Registry) -> str | None:
@@ -77,63 +98,75 @@ def unit_from_filename(name: str, registry: Registry) -> str | None:
 
 
 def read_workbook_bytes(data: bytes, name: str, catalog: Catalog, registry: Registry) -> ReadResult:
-    from openpyxl import load_workbook
+    """Pre-flight (container) → fingerprint, streamed → pre-flight (input sheet) → openpyxl.
 
+    No XML parser other than pre-flight's guarded, bounded one sees the file
+    before it has passed every check; openpyxl only opens files that did.
+    """
     res = ReadResult(file=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
     # until the fingerprint says otherwise, the file belongs to the unit its name gives
     res.claimed_unit = unit_from_filename(name, registry)
-    why = sniff(data)
-    if why:
-        res.problem(Code.NOT_A_WORKBOOK, why, "考核办下发的 .xlsx 自评表")
+    problems, pkg = preflight.open_package(data, name)
+    if pkg is None:
+        res.problems.extend(problems)
         return res
-    try:
-        wb = load_workbook(io.BytesIO(data), read_only=False, data_only=False, keep_links=False, keep_vba=False)
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError) as exc:
-        res.problem(Code.FILE_UNREADABLE, f"文件损坏或不是有效的 .xlsx 工作簿({type(exc).__name__})", "考核办下发的 .xlsx 自评表")
-        return res
-    except Exception as exc:  # noqa: BLE001 - any parser failure is this unit's problem only
-        res.problem(Code.FILE_UNREADABLE, f"无法读取工作簿({type(exc).__name__})", "考核办下发的 .xlsx 自评表")
-        return res
-    try:
-        _read_opened(wb, res, catalog, registry)
-    finally:
-        wb.close()
+    with pkg:
+        lay = _read_fingerprint(pkg, res, catalog, registry)
+        if lay is None:
+            return res
+        res.template_unit = lay.unit.unit_id
+        if L.FORM_SHEET not in pkg.sheets:
+            res.problem(Code.SHEET_MISSING, f"缺少工作表「{L.FORM_SHEET}」", "不要删除或重命名工作表")
+            return res
+        problems = preflight.scan_sheet(pkg, L.FORM_SHEET, lay)
+        if problems:
+            res.problems.extend(problems)
+            return res
+    _read_cells(data, res, lay)
     return res
 
 
-def _read_opened(wb, res: ReadResult, catalog: Catalog, registry: Registry) -> None:
-    if L.META_SHEET not in wb.sheetnames:
+def _read_fingerprint(pkg: preflight.Package, res: ReadResult, catalog: Catalog, registry: Registry) -> L.Layout | None:
+    """The template's fingerprint (streamed from the hidden sheet) → the unit's layout, or None."""
+    if L.META_SHEET not in pkg.sheets:
         res.problem(Code.FINGERPRINT_MISSING, "工作簿中没有考核办模板的校验信息,不是下发的自评表或已被另存为新文件", "使用考核办下发的自评表填报")
-        return
-    meta = wb[L.META_SHEET]
+        return None
+    try:
+        cells = pkg.read_values(L.META_SHEET, len(L.META_KEYS), 2)
+    except preflight.Rejected:
+        cells = {}
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - a malformed hidden sheet is this file's problem only
+        cells = {}
     fp: dict[str, str] = {}
     for r, key in enumerate(L.META_KEYS, start=1):
-        k, v = meta.cell(row=r, column=1).value, meta.cell(row=r, column=2).value
-        if _cell_text(k) == key:
-            fp[key] = _cell_text(v)
+        k, v = cells.get((r, 1), ""), cells.get((r, 2), "")
+        if normalize_text(k) == key:
+            fp[key] = normalize_text(v)
     res.fingerprint = fp
     if fp.get("mark") != L.META_MARK or len(fp) != len(L.META_KEYS):
         res.problem(Code.FINGERPRINT_MISSING, "模板校验信息不完整或已被改动", "使用考核办下发的自评表填报", sheet=L.META_SHEET)
-        return
+        return None
     if fp["year"] != str(catalog.year):
         res.problem(Code.FINGERPRINT_YEAR, f"这是 {fp['year']} 年度的自评表,本次考核为 {catalog.year} 年度", f"{catalog.year} 年度自评表")
-        return
+        return None
     if fp["catalog_hash"] != catalog.content_hash:
         res.problem(Code.FINGERPRINT_CATALOG, "自评表依据的指标体系与本次考核的指标体系不一致(可能是旧版模板)", "考核办最新下发的自评表")
-        return
+        return None
     if fp["template_version"] != str(catalog.template_version) or fp["layout_version"] != str(L.LAYOUT_VERSION):
         res.problem(Code.FINGERPRINT_TEMPLATE, "自评表模板版本与本次考核不一致", "考核办最新下发的自评表")
-        return
+        return None
     unit = registry.get(fp["unit_id"])
     if unit is not None:
         res.claimed_unit = None
     if unit is None:
         res.problem(Code.UNIT_UNKNOWN, f"自评表所属单位代码 {fp['unit_id']} 不在考核对象名录中", "本单位的自评表")
-        return
+        return None
     lay = L.layout(catalog, unit)
     if fp["layout_digest"] != lay.digest:
         res.problem(Code.FINGERPRINT_TEMPLATE, "自评表与考核对象名录中本单位的信息(考核组、标签)不一致,可能是旧版模板", "考核办最新下发的自评表")
-        return
+        return None
     named = unit_from_filename(res.file, registry)
     if named and named != unit.unit_id:
         other = registry.get(named)
@@ -143,7 +176,31 @@ def _read_opened(wb, res: ReadResult, catalog: Catalog, registry: Registry) -> N
             f"文件名显示为{other.unit_name}({other.unit_id}),但文件是{unit.unit_name}({unit.unit_id})的自评表",
             f"使用本单位({other.unit_name})的自评表",
         )
+        return None
+    return lay
+
+
+def _read_cells(data: bytes, res: ReadResult, lay: L.Layout) -> None:
+    """openpyxl, on a file that passed pre-flight: fixed-cell integrity, then the input cells by address."""
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=False, data_only=False, keep_links=False, keep_vba=False)
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError) as exc:
+        res.problem(Code.FILE_UNREADABLE, f"文件损坏或不是有效的 .xlsx 工作簿({type(exc).__name__})", "考核办下发的 .xlsx 自评表")
         return
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parser failure is this unit's problem only
+        res.problem(Code.FILE_UNREADABLE, f"无法读取工作簿({type(exc).__name__})", "考核办下发的 .xlsx 自评表")
+        return
+    try:
+        _read_form(wb, res, lay)
+    finally:
+        wb.close()
+
+
+def _read_form(wb, res: ReadResult, lay: L.Layout) -> None:
     if L.FORM_SHEET not in wb.sheetnames:
         res.problem(Code.SHEET_MISSING, f"缺少工作表「{L.FORM_SHEET}」", "不要删除或重命名工作表")
         return
@@ -158,7 +215,7 @@ def _read_opened(wb, res: ReadResult, catalog: Catalog, registry: Registry) -> N
                 sheet=L.FORM_SHEET,
                 cell=addr,
             )
-    res.unit_id = unit.unit_id
+    res.unit_id = lay.unit.unit_id
     res.identity = {
         key: _cell_text(ws[addr].value) for key, (_, _, addr) in L.INPUT_IDENTITY.items()
     }

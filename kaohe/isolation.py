@@ -1,0 +1,345 @@
+"""Isolation: read each workbook in a child process with memory and time limits.
+
+Pre-flight (:mod:`kaohe.preflight`) bounds what a file may contain before
+openpyxl sees it; isolation bounds what reading it may cost, whatever slips
+through: a parser bug that crashes, a pathological file that takes minutes,
+one that needs gigabytes. Each becomes that file's problem (P301 crash, P302
+timeout, P303 memory) and the batch goes on with the next file.
+
+The pool is small and explicit: ``workers`` child processes, each started
+from a fork server that has already imported kaohe and openpyxl (cheap to
+start, no threads inherited from the parent), each with
+
+* ``RLIMIT_AS`` (address space, default 500 MB): allocation beyond it fails
+  with ``MemoryError`` in the child, which reports it and exits;
+* a wall-clock deadline per file (default 10 s), enforced by the parent,
+  which kills the child it started and starts a fresh one;
+* ``RLIMIT_CPU`` (deadline + 5 s per file) as a backstop should the parent
+  not be scheduled, and ``RLIMIT_CORE`` = 0 (a crash leaves no core file).
+
+A child reads at most ``max_tasks_per_child`` files and never one more after
+a failure. Results are returned in the order of the paths, whatever order
+the children finish in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Callable, Iterable
+
+from kaohe.catalog import Catalog
+from kaohe.errors import Code, Problem
+from kaohe.reading import ReadResult, read_workbook, unit_from_filename
+from kaohe.registry import Registry
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not POSIX: time limits only, enforced by the parent
+    resource = None  # type: ignore[assignment]
+
+MB = 1024 * 1024
+MEMORY_LIMIT = 500 * MB
+TIME_LIMIT = 10.0
+MAX_TASKS_PER_CHILD = 50
+MAX_WORKERS = 4
+STARTUP_LIMIT = 60.0  # seconds for a child to start and take its file (not counted in the file's time)
+
+Reader = Callable[[Path, Catalog, Registry], ReadResult]
+EXPECTED = "考核办下发的 .xlsx 自评表,用 Excel 或 WPS 正常保存"
+
+
+@dataclass(frozen=True)
+class ReadStats:
+    """How reading one file went, for the run's log and for measuring the worst case."""
+
+    file: str
+    outcome: str  # ok | crash | timeout | memory
+    seconds: float  # wall clock, in the child
+    #: the child's peak resident set size in KB over its life so far (an upper bound for this file)
+    peak_rss_kb: int
+    pid: int
+    cpu_seconds: float = 0.0  # user + system time the child spent on this file
+
+
+# ----------------------------------------------------------------- the child
+
+
+def _limit_self(memory_limit: int | None) -> None:
+    if resource is None:  # pragma: no cover
+        return
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_limit:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _cpu_deadline(seconds: float | None) -> None:
+    if not seconds or resource is None:
+        return
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    used = ru.ru_utime + ru.ru_stime
+    _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = int(used + seconds) + 1
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def _peak_rss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource is not None else 0
+
+
+def _child(conn, catalog: Catalog, registry: Registry, reader: Reader, memory_limit: int | None, cpu_seconds: float | None) -> None:
+    _limit_self(memory_limit)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        conn.send(("started",))  # the parent's clock for this file starts now, not at our start-up
+        _cpu_deadline(cpu_seconds)
+        t0, c0 = time.perf_counter(), _cpu()
+        try:
+            out: tuple = ("ok", reader(Path(task), catalog, registry))
+        except MemoryError:
+            out = ("memory", None)
+        except Exception as exc:  # noqa: BLE001 - reported as this file's problem
+            out = ("crash", type(exc).__name__)
+        seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+        rss = _peak_rss_kb()
+        try:
+            conn.send(("done", *out, seconds, rss, cpu))
+        except MemoryError:
+            conn.send(("done", "memory", None, seconds, rss, cpu))
+        if out[0] != "ok":
+            return  # never reuse a child that failed
+
+
+# ----------------------------------------------------------------- the parent
+
+_CONTEXT = None
+
+
+def _context():
+    """A fork server that has imported the reader once; spawn where there is none."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        if "forkserver" in mp.get_all_start_methods():
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["__main__", "kaohe.reading", "openpyxl"])
+        else:  # pragma: no cover - not Linux
+            ctx = mp.get_context("spawn")
+        _CONTEXT = ctx
+    return _CONTEXT
+
+
+class _Worker:
+    def __init__(self, ctx, args: tuple):
+        self.conn, child_conn = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_child, args=(child_conn, *args), daemon=True, name="kaohe-reader")
+        self.proc.start()
+        child_conn.close()
+        self.pid = self.proc.pid or 0
+        self.task: tuple[int, Path] | None = None
+        self.sent = 0.0  # when the task was handed over
+        self.started: float | None = None  # when the child said it began (None: not yet)
+        self.done = 0
+
+    def give(self, index: int, path: Path) -> None:
+        self.conn.send(str(path))
+        self.task = (index, path)
+        self.sent = time.monotonic()
+        self.started = None
+
+    def deadline(self, time_limit: float | None) -> float | None:
+        if self.started is None:
+            return self.sent + STARTUP_LIMIT
+        return self.started + time_limit if time_limit else None
+
+    def stop(self, *, kill: bool = False) -> int | None:
+        """End this child (only this one: it was started here). Returns its exit code."""
+        if not kill:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.proc.join(2)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+        self.conn.close()
+        code = self.proc.exitcode
+        self.proc.close()
+        return code
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    h, size = hashlib.sha256(), 0
+    try:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+                size += len(chunk)
+    except OSError:
+        pass
+    return h.hexdigest(), size
+
+
+def failed_read(path: Path, registry: Registry, code: Code, message: str, *, name: str | None = None) -> ReadResult:
+    """The result for a file whose reading failed: its hash, the unit its name gives, one problem."""
+    name = name or path.name
+    sha, size = _sha256(path)
+    res = ReadResult(file=name, sha256=sha, size=size)
+    res.claimed_unit = unit_from_filename(name, registry)
+    res.problems.append(Problem(code, name, message, EXPECTED))
+    return res
+
+
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "未知"
+    if exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"信号 {-exitcode}"
+    return f"退出码 {exitcode}"
+
+
+def _message(code: Code, detail: str, memory_limit: int | None, time_limit: float) -> str:
+    if code == Code.READ_TIMEOUT:
+        return f"读取工作簿超时(超过 {time_limit:g} 秒),文件内容异常庞大或复杂;请在考核办下发的自评表中重新填报后报送"
+    if code == Code.READ_MEMORY:
+        limit = f"{memory_limit // MB} MB" if memory_limit else "上限"
+        return f"读取工作簿所需内存超过上限({limit}),文件内容异常庞大;请在考核办下发的自评表中重新填报后报送"
+    return f"读取工作簿时程序异常退出({detail}),文件可能已损坏或含有异常内容;请用 Excel 或 WPS 重新保存后报送"
+
+
+def read_isolated(
+    paths: Iterable[str | Path],
+    catalog: Catalog,
+    registry: Registry,
+    *,
+    reader: Reader = read_workbook,
+    workers: int | None = None,
+    memory_limit: int | None = MEMORY_LIMIT,
+    time_limit: float = TIME_LIMIT,
+    max_tasks_per_child: int = MAX_TASKS_PER_CHILD,
+    stats: list[ReadStats] | None = None,
+) -> list[ReadResult]:
+    """Read every path in a child process; one result per path, in order, never an exception for a file.
+
+    ``reader`` must be picklable by reference (a module-level function).
+    ``stats``, when given, receives one :class:`ReadStats` per file.
+    """
+    paths = [Path(p).absolute() for p in paths]
+    if not paths:
+        return []
+    n = max(1, min(workers or min(os.cpu_count() or 1, MAX_WORKERS), len(paths)))
+    ctx = _context()
+    args = (catalog, registry, reader, memory_limit, time_limit + 5 if time_limit else None)
+    results: list[ReadResult | None] = [None] * len(paths)
+    pending = list(reversed(list(enumerate(paths))))
+    idle: list[_Worker] = []
+    busy: list[_Worker] = []
+
+    def record(w: _Worker, outcome: str, seconds: float, rss: int, cpu: float = 0.0) -> None:
+        if stats is not None:
+            stats.append(ReadStats(w.task[1].name, outcome, round(seconds, 3), rss, w.pid, round(cpu, 3)))
+
+    def fail(w: _Worker, code: Code, detail: str = "") -> None:
+        i, path = w.task
+        results[i] = failed_read(path, registry, code, _message(code, detail, memory_limit, time_limit))
+
+    try:
+        while pending or busy:
+            while pending and len(busy) < n:
+                i, path = pending.pop()
+                w = idle.pop() if idle else _Worker(ctx, args)
+                try:
+                    w.give(i, path)
+                except OSError:  # the idle child died: start another
+                    w.stop(kill=True)
+                    w = _Worker(ctx, args)
+                    w.give(i, path)
+                busy.append(w)
+            deadlines = [d for d in (w.deadline(time_limit) for w in busy) if d is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout))
+            now = time.monotonic()
+            for w in list(busy):
+                if w.conn in ready or w.proc.sentinel in ready:
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        busy.remove(w)
+                        code = w.stop(kill=True)
+                        xcpu = getattr(signal, "SIGXCPU", None)
+                        kind = Code.READ_TIMEOUT if xcpu is not None and code == -xcpu else Code.READ_CRASHED
+                        record(w, "timeout" if kind == Code.READ_TIMEOUT else "crash", now - (w.started or w.sent), 0)
+                        fail(w, kind, f"进程被终止:{_signal_name(code)}")
+                        continue
+                    if msg[0] == "started":
+                        w.started = now
+                        continue
+                    busy.remove(w)
+                    _, outcome, payload, seconds, rss, cpu = msg
+                    record(w, outcome, seconds, rss, cpu)
+                    if outcome == "ok":
+                        results[w.task[0]] = payload
+                        w.done += 1
+                        w.task = None
+                        if w.done >= max_tasks_per_child:
+                            w.stop()
+                        else:
+                            idle.append(w)
+                    else:
+                        fail(w, Code.READ_MEMORY if outcome == "memory" else Code.READ_CRASHED, str(payload or ""))
+                        w.stop()
+                    continue
+                limit = w.deadline(time_limit)
+                if limit is not None and now >= limit:
+                    busy.remove(w)
+                    if w.started is None:
+                        record(w, "crash", now - w.sent, 0)
+                        w.stop(kill=True)
+                        fail(w, Code.READ_CRASHED, f"读取进程在 {STARTUP_LIMIT:g} 秒内未能启动")
+                    else:
+                        record(w, "timeout", now - w.started, 0)
+                        w.stop(kill=True)
+                        fail(w, Code.READ_TIMEOUT)
+    finally:
+        for w in busy + idle:
+            w.stop(kill=w in busy)
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+def read_in_process(
+    paths: Iterable[str | Path], catalog: Catalog, registry: Registry, *, reader: Reader = read_workbook
+) -> list[ReadResult]:
+    """The same contract without child processes (tests, debugging): no limits, but no exception escapes."""
+    out = []
+    for p in paths:
+        path = Path(p)
+        try:
+            out.append(reader(path, catalog, registry))
+        except MemoryError:
+            out.append(failed_read(path, registry, Code.READ_MEMORY, _message(Code.READ_MEMORY, "", None, TIME_LIMIT)))
+        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's problem
+            out.append(failed_read(path, registry, Code.READ_CRASHED, _message(Code.READ_CRASHED, type(exc).__name__, None, TIME_LIMIT)))
+    return out

@@ -1,0 +1,919 @@
+"""Pre-flight: judge a returned file from its bytes before any XML parser or openpyxl sees it.
+
+Three layers, each bounded in time and memory whatever the file holds:
+
+1. **The bytes.** Size cap; the real format sniffed from the first bytes
+   (encrypted workbook, old .xls, CSV/text, HTML/XML renamed ``.xlsx``).
+2. **The zip container**, from its central directory (nothing extracted to
+   disk): entry count, per-part and total uncompressed size, compression ratio
+   and overlapping entries (zip bombs), duplicate and hostile names, encrypted
+   or exotic compression, VBA and macro sheets, external links; then every
+   part is streamed once (CRC checked) and the prolog of every XML part is
+   read with a parser that refuses any DOCTYPE; finally the package structure
+   (content types, relationships, ``workbook.xml``: zip but not xlsx, Strict
+   OOXML, macro-enabled, where each sheet lives).
+3. **The input sheet**, once the unit's layout is known: a streaming scan of
+   its XML that rejects rows out of order, duplicate cell references, any
+   value outside the template's area and any value hidden under a merged
+   range — the places where two readers of one file can disagree.
+
+Every problem is a :class:`~kaohe.errors.Problem` with a Chinese message; the
+public entry point is :func:`preflight`. :func:`open_package` and
+:func:`scan_sheet` are its two halves, used by :mod:`kaohe.reading` to read
+the fingerprint between them (the layout is only known after it).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import posixpath
+import re
+import zipfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+from xml.parsers import expat
+
+from kaohe import layout as L
+from kaohe.errors import Code, Problem
+from kaohe.layout import Layout
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every bound pre-flight enforces; a template returned by a unit is far below each."""
+
+    file_bytes: int = 20 * MB
+    entries: int = 1000
+    part_bytes: int = 20 * MB  # any part, uncompressed
+    xml_part_bytes: int = 10 * MB  # an XML part, uncompressed
+    total_bytes: int = 50 * MB  # all parts, uncompressed
+    xml_total_bytes: int = 12 * MB  # all XML parts, uncompressed: what openpyxl will parse
+    ratio: int = 100  # uncompressed / compressed, for parts above ratio_floor
+    ratio_floor: int = 1 * MB
+    xml_elements: int = 500_000  # elements in all XML parts together
+    workbook_cells: int = 100_000  # cells (and comments) in all sheets together
+    shared_strings: int = 100_000
+    sheet_elements: int = 200_000  # XML elements in the input sheet
+    sheet_cells: int = 50_000
+    merges: int = 5_000
+    max_problems: int = 20  # per file: the first ones are enough to act on
+
+
+LIMITS = Limits()
+
+EXPECTED = "考核办下发的 .xlsx 自评表,用 Excel 或 WPS 正常保存"
+
+# codes that mean "this is not an .xlsx workbook kaohe can read" (state not_a_workbook);
+# every other pre-flight code is a workbook refused for what it contains (state rejected)
+NOT_A_WORKBOOK_CODES = frozenset(
+    {
+        Code.NOT_A_WORKBOOK,
+        Code.FILE_UNREADABLE,
+        Code.FILE_EMPTY,
+        Code.FILE_ENCRYPTED,
+        Code.FILE_OLD_XLS,
+        Code.FILE_TEXT,
+        Code.FILE_HTML,
+        Code.ZIP_CORRUPT,
+        Code.ZIP_NOT_XLSX,
+        Code.STRICT_OOXML,
+    }
+)
+
+NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+NS_STRICT_MAIN = "http://purl.oclc.org/ooxml/spreadsheetml/main"
+STRICT_PREFIX = "http://purl.oclc.org/ooxml/"
+REL_OFFICE_DOCUMENT = "/officeDocument"
+REL_WORKSHEET = "/worksheet"
+REL_SHARED_STRINGS = "/sharedStrings"
+REL_EXTERNAL_LINK = "/externalLink"
+
+MAX_ROW, MAX_COL = 1_048_576, 16_384
+_REF = re.compile(r"^\$?([A-Za-z]{1,3})\$?(\d{1,7})$")
+_CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+class Rejected(Exception):
+    """A problem found while streaming; stops the pass that found it."""
+
+    def __init__(self, code: Code, message: str, sheet: str = "", cell: str = ""):
+        super().__init__(message)
+        self.code, self.message, self.sheet, self.cell = code, message, sheet, cell
+
+
+class _Stop(Exception):
+    """Enough has been read."""
+
+
+def _problem(name: str, code: Code, message: str, sheet: str = "", cell: str = "", expected: str = EXPECTED) -> Problem:
+    return Problem(code, name, message, expected, sheet, cell)
+
+
+# ------------------------------------------------------------------ the bytes
+
+
+def _utf16_names(*names: str) -> list[bytes]:
+    return [n.encode("utf-16-le") for n in names]
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Excel's "Unicode text")
+        return True
+    sample = head[:4096]
+    if b"\x00" in sample:
+        return False
+    for enc in ("utf-8", "gb18030"):
+        try:
+            text = sample.decode(enc)
+        except UnicodeDecodeError as exc:
+            if exc.start < len(sample) - 4:
+                continue
+            text = sample[: exc.start].decode(enc, errors="ignore")
+        if not text:
+            continue
+        ok = sum(1 for ch in text if ch.isprintable() or ch in "\r\n\t")
+        if ok / len(text) >= 0.95:
+            return True
+    return False
+
+
+def sniff(data: bytes, limits: Limits = LIMITS) -> tuple[Code, str] | None:
+    """(code, Chinese message) when the bytes are plainly not an .xlsx zip, else None."""
+    if not data:
+        return Code.FILE_EMPTY, "文件为空(0 字节),可能上传或复制时出错"
+    if len(data) > limits.file_bytes:
+        return Code.FILE_TOO_LARGE, f"文件过大({len(data) / MB:.1f} MB,上限 {limits.file_bytes // MB} MB),自评表正常只有几十 KB,请删除插入的图片等内容后重新保存"
+    if data.startswith(_CFB):
+        if any(n in data for n in _utf16_names("EncryptedPackage", "EncryptionInfo")):
+            return Code.FILE_ENCRYPTED, "文件设置了打开密码(已加密),无法读取;请取消密码后另存为 .xlsx"
+        if any(n in data for n in _utf16_names("Workbook", "Book")):
+            return Code.FILE_OLD_XLS, "文件是旧版 Excel 97-2003(.xls)格式,请在 Excel/WPS 中另存为 .xlsx"
+        return Code.FILE_OLD_XLS, "文件为加密的工作簿或旧版 .xls 格式,请取消密码后另存为 .xlsx"
+    if data.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
+        return None
+    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"<?xml") and b"urn:schemas-microsoft-com:office:spreadsheet" in data[:8192]:
+        return Code.FILE_HTML, "文件实际是“XML 表格 2003”格式,不是 .xlsx 工作簿,请在 Excel/WPS 中另存为 .xlsx"
+    if head.startswith((b"<!doctype html", b"<html", b"<table", b"<head", b"<body", b"<meta")) or b"<html" in head[:1024]:
+        return Code.FILE_HTML, "文件实际是网页(HTML),不是 .xlsx 工作簿,请在 Excel/WPS 中另存为 .xlsx"
+    if head.startswith(b"mime-version:"):
+        return Code.FILE_HTML, "文件实际是单个文件网页(MHT),不是 .xlsx 工作簿,请在 Excel/WPS 中另存为 .xlsx"
+    if data.startswith(b"%PDF"):
+        return Code.NOT_A_WORKBOOK, "文件实际是 PDF 文档,不是 .xlsx 工作簿;请报送填写好的 .xlsx 自评表"
+    if _looks_like_text(data):
+        return Code.FILE_TEXT, "文件是 CSV 或纯文本,只是扩展名改成了 .xlsx,不是 .xlsx 工作簿;请在考核办下发的自评表中填写后保存"
+    return Code.NOT_A_WORKBOOK, "文件不是 .xlsx 工作簿(无法识别的格式,可能是其他文件改了扩展名),请报送考核办下发的自评表"
+
+
+# ------------------------------------------------------------------ XML plumbing
+
+
+def _local(name: str) -> str:
+    return name.rpartition("}")[2]
+
+
+def _ns(name: str) -> str:
+    return name.rpartition("}")[0]
+
+
+def _forbid_dtd(*_args) -> None:
+    raise Rejected(Code.XML_DTD, "")
+
+
+def _parser(start=None, end=None, chars=None) -> expat.XMLParserType:
+    """An expat parser that refuses any DOCTYPE or entity declaration (so no entity can expand)."""
+    p = expat.ParserCreate(namespace_separator="}")
+    p.StartDoctypeDeclHandler = _forbid_dtd
+    p.EntityDeclHandler = _forbid_dtd
+    p.UnparsedEntityDeclHandler = _forbid_dtd
+    p.NotationDeclHandler = _forbid_dtd
+    p.ExternalEntityRefHandler = lambda *a: 0  # never fetch anything
+    p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    p.buffer_text = True
+    if start:
+        p.StartElementHandler = start
+    if end:
+        p.EndElementHandler = end
+    if chars:
+        p.CharacterDataHandler = chars
+    return p
+
+
+def _stream(fh, parser: expat.XMLParserType, limit: int, chunk: int = 64 * 1024) -> None:
+    """Feed at most ``limit`` bytes of ``fh`` to ``parser``."""
+    seen = 0
+    while True:
+        block = fh.read(chunk)
+        if not block:
+            break
+        seen += len(block)
+        if seen > limit:
+            raise Rejected(Code.ZIP_PART_TOO_LARGE, "")
+        parser.Parse(block, False)
+    parser.Parse(b"", True)
+
+
+# ------------------------------------------------------------------ the package
+
+
+@dataclass
+class Package:
+    """An .xlsx zip that passed the container checks: where its sheets and shared strings live."""
+
+    name: str
+    zf: zipfile.ZipFile
+    infos: dict[str, zipfile.ZipInfo]
+    sheets: dict[str, str] = field(default_factory=dict)  # sheet name → part name
+    shared_strings: str | None = None
+    limits: Limits = LIMITS
+
+    def open(self, part: str):
+        return self.zf.open(self.infos[part])
+
+    def close(self) -> None:
+        self.zf.close()
+
+    def __enter__(self) -> "Package":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def strings(self, wanted: set[int]) -> dict[int, str]:
+        """The shared strings with the given indices, streamed (stops after the largest)."""
+        if not wanted or not self.shared_strings or self.shared_strings not in self.infos:
+            return {}
+        top = max(wanted)
+        out: dict[int, str] = {}
+        state = {"i": -1, "depth_rph": 0, "in_t": False, "buf": []}
+
+        def start(name, attrs):
+            tag = _local(name)
+            if tag == "si":
+                state["i"] += 1
+                state["buf"] = []
+            elif tag == "rPh":
+                state["depth_rph"] += 1
+            elif tag == "t" and not state["depth_rph"]:
+                state["in_t"] = True
+
+        def end(name):
+            tag = _local(name)
+            if tag == "si":
+                if state["i"] in wanted:
+                    out[state["i"]] = "".join(state["buf"])
+                if state["i"] >= top:
+                    raise _Stop
+            elif tag == "rPh":
+                state["depth_rph"] -= 1
+            elif tag == "t":
+                state["in_t"] = False
+
+        def chars(text):
+            if state["in_t"] and state["i"] in wanted:
+                state["buf"].append(text)
+
+        with self.open(self.shared_strings) as fh:
+            try:
+                _stream(fh, _parser(start, end, chars), self.limits.xml_part_bytes)
+            except _Stop:
+                pass
+        return out
+
+    def read_values(self, sheet: str, max_row: int, max_col: int) -> dict[tuple[int, int], str]:
+        """Cell texts of ``sheet`` within A1:(max_row, max_col), the way openpyxl shows them.
+
+        Raises :class:`Rejected` when the sheet's structure is ambiguous (rows out of
+        order, duplicate cells): then no reader could say which value is meant.
+        """
+        scan = _SheetScan(self.name, sheet, None, self.limits, collect=(max_row, max_col))
+        with self.open(self.sheets[sheet]) as fh:
+            try:
+                _stream(fh, _parser(scan.start, scan.end, scan.chars), self.limits.xml_part_bytes)
+            except _Stop:
+                pass
+        if scan.problems:
+            p = scan.problems[0]
+            raise Rejected(p.code, p.message, sheet, p.cell)
+        shared = self.strings({int(v) for (t, v) in scan.values.values() if t == "s" and v.isdigit()})
+        out = {}
+        for key, (t, v) in scan.values.items():
+            if t == "s":
+                out[key] = shared.get(int(v), "") if v.isdigit() else ""
+            elif t in ("n", "") and v:
+                out[key] = _number_text(v)
+            else:
+                out[key] = v
+        return out
+
+
+def _number_text(v: str) -> str:
+    """A numeric cell as openpyxl gives it back: 2025 stays 2025, 1.0 becomes 1."""
+    try:
+        return str(int(v))
+    except ValueError:
+        pass
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    if f.is_integer() and abs(f) < 1e15:
+        return str(int(f))
+    return repr(f)
+
+
+def _hostile_name(name: str) -> bool:
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or "\\" in name:
+        return True
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        return True
+    return any(part in ("..", ".") for part in name.split("/"))
+
+
+def _zip_directory(name: str, zf: zipfile.ZipFile, data_len: int, limits: Limits) -> list[Problem]:
+    """Checks on the central directory alone: nothing is decompressed."""
+    infos = zf.infolist()
+    out: list[Problem] = []
+    if len(infos) > limits.entries:
+        return [_problem(name, Code.ZIP_TOO_MANY_ENTRIES, f"文件内部包含 {len(infos)} 个条目(上限 {limits.entries}),不是正常的自评表")]
+    counts = Counter(i.filename.lower() for i in infos)
+    dup = sorted(n for n, k in counts.items() if k > 1)
+    if dup:
+        out.append(_problem(name, Code.DUPLICATE_NAME, f"文件内部有重名条目({'、'.join(dup[:3])}),不同软件会读到不同内容,已拒收"))
+    bad = [i.filename for i in infos if _hostile_name(i.filename)]
+    if bad:
+        out.append(_problem(name, Code.UNSAFE_NAME, f"文件内部条目名称不安全(「{bad[0][:60]}」:绝对路径、“..”或反斜杠),解压时可能写到别处,已拒收"))
+    total = 0
+    for i in infos:
+        if i.flag_bits & 0x1:
+            out.append(_problem(name, Code.ZIP_UNSUPPORTED, "文件内部条目被加密,无法读取;请取消密码后另存为 .xlsx"))
+            break
+        if i.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            out.append(_problem(name, Code.ZIP_UNSUPPORTED, f"文件使用了非标准的压缩方式(方法 {i.compress_type}),请用 Excel 或 WPS 重新保存为 .xlsx"))
+            break
+    xml_total = 0
+    for i in infos:
+        total += i.file_size
+        is_xml = i.filename.lower().endswith((".xml", ".rels", ".vml"))
+        xml_total += i.file_size if is_xml else 0
+        cap = limits.xml_part_bytes if is_xml else limits.part_bytes
+        if i.file_size > limits.ratio_floor and i.file_size > limits.ratio * max(i.compress_size, 1):
+            out.append(_problem(name, Code.ZIP_BOMB, f"文件内部条目 {i.filename[:60]} 压缩比异常({i.file_size // max(i.compress_size, 1)}:1,解压后 {i.file_size / MB:.0f} MB),疑似“压缩炸弹”,已拒收"))
+            break
+        if i.file_size > cap:
+            out.append(_problem(name, Code.ZIP_PART_TOO_LARGE, f"文件内部条目 {i.filename[:60]} 解压后 {i.file_size / MB:.1f} MB,超过上限 {cap // MB} MB"))
+            break
+    else:
+        if total > limits.total_bytes:
+            out.append(_problem(name, Code.ZIP_PART_TOO_LARGE, f"文件解压后共 {total / MB:.1f} MB,超过上限 {limits.total_bytes // MB} MB"))
+        elif xml_total > limits.xml_total_bytes:
+            out.append(_problem(name, Code.ZIP_PART_TOO_LARGE, f"文件中的表格数据解压后共 {xml_total / MB:.1f} MB,超过上限 {limits.xml_total_bytes // MB} MB,不是正常的自评表"))
+    # overlapping entries (several names sharing one compressed stream) are a zip bomb too
+    spans = sorted((i.header_offset, i.header_offset + 30 + i.compress_size) for i in infos)
+    for (_, end), (nxt, _) in zip(spans, spans[1:]):
+        if nxt < end:
+            out.append(_problem(name, Code.ZIP_BOMB, "文件内部条目相互重叠(同一段数据被多个条目引用),疑似“压缩炸弹”,已拒收"))
+            break
+    if any(s[1] > data_len for s in spans):
+        out.append(_problem(name, Code.ZIP_CORRUPT, "文件不完整(内部条目超出文件末尾),可能在上传或复制时被截断,请重新保存后报送"))
+    return out
+
+
+def _macro_or_links(name: str, zf: zipfile.ZipFile) -> list[Problem]:
+    out = []
+    original = [i.filename for i in zf.infolist()]
+    names = [n.lower() for n in original]
+    if any(n.endswith("vbaproject.bin") or n.startswith("xl/macrosheets/") for n in names):
+        out.append(_problem(name, Code.MACRO_ENABLED, "文件包含宏(VBA 代码或宏表),出于安全考虑已拒收;请另存为不含宏的 .xlsx 工作簿", expected="不含宏的 .xlsx 自评表"))
+    links = [o for o, n in zip(original, names) if n.startswith(("xl/externallinks/", "xl/connections.xml", "xl/querytables/"))]
+    if links:
+        out.append(_problem(name, Code.EXTERNAL_LINK, f"文件包含指向其他工作簿或外部数据的链接({links[0][:60]}),数值可能来自其他文件;请删除外部链接(“数据—编辑链接—断开链接”)后保存", expected="不含外部链接的 .xlsx 自评表"))
+    return out
+
+
+def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits) -> list[Problem]:
+    """Decompress every part once (CRC and sizes checked) and count what every XML part holds.
+
+    Each XML part goes through a parser that refuses any DOCTYPE; its elements,
+    cells and shared strings are counted against the limits, so that whatever
+    openpyxl will later build from the file is bounded, not just its bytes.
+    A part that is not well-formed is left to the real reader to report.
+    """
+    count = {"elements": 0, "cells": 0, "strings": 0}
+
+    def start(tag, _attrs):
+        count["elements"] += 1
+        local = tag.rpartition("}")[2]
+        if local == "c" or local == "comment":
+            count["cells"] += 1
+        elif local == "si":
+            count["strings"] += 1
+        if count["elements"] > limits.xml_elements or count["cells"] > limits.workbook_cells or count["strings"] > limits.shared_strings:
+            raise Rejected(Code.SHEET_ANOMALY, "")
+
+    for info in zf.infolist():
+        parser = None
+        try:
+            with zf.open(info) as fh:
+                first = True
+                while True:
+                    block = fh.read(64 * 1024)
+                    if not block:
+                        break
+                    if first:
+                        first = False
+                        head = block.lstrip(b"\xef\xbb\xbf \t\r\n")
+                        if head.startswith(b"<") or block.startswith((b"\xff\xfe", b"\xfe\xff")):
+                            parser = _parser(start)
+                    if parser is not None:
+                        try:
+                            parser.Parse(block, False)
+                        except expat.ExpatError:
+                            parser = None  # not our business: the real reader will say so
+        except Rejected as exc:
+            if exc.code == Code.XML_DTD:
+                return [_problem(name, Code.XML_DTD, f"文件内部 {info.filename[:60]} 含有 DOCTYPE/实体声明(可被用于“实体膨胀”攻击),正常的 .xlsx 不含此内容,已拒收")]
+            what = (
+                f"单元格和批注超过 {limits.workbook_cells} 个" if count["cells"] > limits.workbook_cells
+                else f"共享文字超过 {limits.shared_strings} 条" if count["strings"] > limits.shared_strings
+                else f"XML 元素超过 {limits.xml_elements} 个"
+            )
+            return [_problem(name, Code.SHEET_ANOMALY, f"工作簿内容异常庞大({what},见 {info.filename[:60]}),不是正常的自评表,已拒收")]
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
+            return [_problem(name, Code.ZIP_CORRUPT, f"文件数据已损坏(内部条目 {info.filename[:60]} 无法解压:{type(exc).__name__}),请重新保存后报送")]
+    return []
+
+
+def _parse_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, start, limits: Limits) -> None:
+    with zf.open(info) as fh:
+        try:
+            _stream(fh, _parser(start), limits.xml_part_bytes)
+        except _Stop:
+            pass
+
+
+def _resolve(base_dir: str, target: str) -> str:
+    if target.startswith("/"):
+        return posixpath.normpath(target.lstrip("/"))
+    return posixpath.normpath(posixpath.join(base_dir, target))
+
+
+def _rels(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], part: str, limits: Limits) -> list[dict[str, str]]:
+    """Relationships of ``part``: Id, Type, Target (resolved to a part name), TargetMode."""
+    d, base = posixpath.split(part)
+    rels_name = posixpath.join(d, "_rels", base + ".rels")
+    info = infos.get(rels_name.lower())
+    out: list[dict[str, str]] = []
+    if info is None:
+        return out
+
+    def start(name, attrs):
+        if _local(name) == "Relationship":
+            a = {_local(k): v for k, v in attrs.items()}
+            if len(out) > 10_000:
+                raise Rejected(Code.ZIP_TOO_MANY_ENTRIES, "")
+            target = a.get("Target", "")
+            if a.get("TargetMode", "") != "External":
+                target = _resolve(d, target)
+            out.append({"Id": a.get("Id", ""), "Type": a.get("Type", ""), "Target": target, "TargetMode": a.get("TargetMode", "")})
+
+    _parse_small(zf, info, start, limits)
+    return out
+
+
+def _structure(name: str, zf: zipfile.ZipFile, limits: Limits) -> tuple[list[Problem], Package | None]:
+    infos = {i.filename.lower(): i for i in zf.infolist()}
+    names = set(infos)
+    if "[content_types].xml" not in names:
+        if "mimetype" in names:
+            with zf.open(infos["mimetype"]) as fh:
+                mime = fh.read(200)
+            if b"opendocument.spreadsheet" in mime:
+                return [_problem(name, Code.ZIP_NOT_XLSX, "文件是 OpenDocument 表格(.ods)格式,请在 WPS/LibreOffice 中另存为 Excel 工作簿(.xlsx)")], None
+        return [_problem(name, Code.ZIP_NOT_XLSX, "文件是 zip 压缩包,不是 .xlsx 工作簿(缺少 [Content_Types].xml);请报送考核办下发的自评表本身,不要压缩打包")], None
+    # content types: macro-enabled main part?
+    ctypes: list[str] = []
+
+    def ct_start(tag, attrs):
+        if _local(tag) in ("Override", "Default"):
+            ctypes.append(attrs.get("ContentType", ""))
+
+    _parse_small(zf, infos["[content_types].xml"], ct_start, limits)
+    if any("macroenabled" in c.lower() for c in ctypes):
+        return [_problem(name, Code.MACRO_ENABLED, "文件是启用宏的工作簿(.xlsm),出于安全考虑已拒收;请另存为不含宏的 .xlsx 工作簿", expected="不含宏的 .xlsx 自评表")], None
+    root_rels = _rels(zf, infos, "", limits) if "_rels/.rels" in names else []
+    main = [r for r in root_rels if r["Type"].endswith(REL_OFFICE_DOCUMENT)]
+    if any(r["Type"].startswith(STRICT_PREFIX) for r in root_rels):
+        return [_problem(name, Code.STRICT_OOXML, "文件保存成了“Strict Open XML 电子表格”格式,无法读取;请在 Excel 中另存为“Excel 工作簿(*.xlsx)”")], None
+    wb_part = main[0]["Target"] if main else "xl/workbook.xml"
+    if wb_part.lower() not in names:
+        if "word/document.xml" in names:
+            what = "Word 文档"
+        elif "ppt/presentation.xml" in names:
+            what = "PowerPoint 演示文稿"
+        else:
+            what = "Office 文件"
+        return [_problem(name, Code.ZIP_NOT_XLSX, f"文件是{what},不是 Excel 工作簿(缺少 xl/workbook.xml),请报送考核办下发的自评表")], None
+    wb_info = infos[wb_part.lower()]
+    sheets: list[tuple[str, str]] = []
+    flags = {"ns": None, "external": False}
+
+    def wb_start(tag, attrs):
+        if flags["ns"] is None:
+            flags["ns"] = _ns(tag)
+        local = _local(tag)
+        if local == "sheet":
+            rid = next((v for k, v in attrs.items() if _local(k) == "id" and _ns(k)), "")
+            sheets.append((attrs.get("name", ""), rid))
+            if len(sheets) > 1000:
+                raise Rejected(Code.ZIP_TOO_MANY_ENTRIES, "")
+        elif local == "externalReference":
+            flags["external"] = True
+        elif local == "definedNames":
+            raise _Stop  # nothing further is needed
+
+    try:
+        _parse_small(zf, wb_info, wb_start, limits)
+    except expat.ExpatError as exc:
+        return [_problem(name, Code.XML_MALFORMED, f"工作簿结构文件 {wb_part} 格式错误(第 {exc.lineno} 行),文件已损坏,请重新保存后报送")], None
+    if flags["ns"] == NS_STRICT_MAIN or (flags["ns"] or "").startswith(STRICT_PREFIX):
+        return [_problem(name, Code.STRICT_OOXML, "文件保存成了“Strict Open XML 电子表格”格式,无法读取;请在 Excel 中另存为“Excel 工作簿(*.xlsx)”")], None
+    if flags["ns"] != NS_MAIN:
+        return [_problem(name, Code.ZIP_NOT_XLSX, "文件中的工作簿不是标准的 Excel 格式(命名空间不符),请在 Excel/WPS 中另存为 .xlsx")], None
+    wb_rels = _rels(zf, infos, wb_part, limits)
+    if flags["external"] or any(r["Type"].endswith(REL_EXTERNAL_LINK) for r in wb_rels):
+        return [_problem(name, Code.EXTERNAL_LINK, "文件包含指向其他工作簿的外部链接,数值可能来自其他文件;请断开外部链接后保存", expected="不含外部链接的 .xlsx 自评表")], None
+    by_id = {r["Id"]: r for r in wb_rels}
+    seen = Counter(n.casefold() for n, _ in sheets)
+    dup = sorted(n for n, k in seen.items() if k > 1)
+    if dup:
+        return [_problem(name, Code.DUPLICATE_NAME, f"工作簿中有重名的工作表(「{dup[0][:31]}」),已拒收")], None
+    pkg = Package(name, zf, infos, limits=limits)
+    for sheet_name, rid in sheets:
+        rel = by_id.get(rid)
+        if rel is None or rel["TargetMode"] == "External":
+            return [_problem(name, Code.ZIP_CORRUPT, f"工作表「{sheet_name[:31]}」的内容在文件中找不到,文件结构已损坏,请重新保存后报送", sheet=sheet_name[:31])], None
+        part = rel["Target"].lower()
+        if part not in names:
+            return [_problem(name, Code.ZIP_CORRUPT, f"工作表「{sheet_name[:31]}」的内容在文件中找不到,文件结构已损坏,请重新保存后报送", sheet=sheet_name[:31])], None
+        pkg.sheets[sheet_name] = part
+    ss = [r for r in wb_rels if r["Type"].endswith(REL_SHARED_STRINGS)]
+    if ss and ss[0]["Target"].lower() in names:
+        pkg.shared_strings = ss[0]["Target"].lower()
+    return [], pkg
+
+
+def open_package(data: bytes, name: str, limits: Limits = LIMITS) -> tuple[list[Problem], Package | None]:
+    """Every container check; on success the package, ready for :func:`scan_sheet`.
+
+    The caller closes the package. Nothing here raises for a bad file.
+    """
+    found = sniff(data, limits)
+    if found:
+        return [_problem(name, *found)], None
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+        return [
+            _problem(name, Code.ZIP_CORRUPT, f"文件已损坏或不完整(可能在上传、复制或邮件传输中被截断:{type(exc).__name__}),请重新保存后报送")
+        ], None
+    ok = False
+    try:
+        problems = _zip_directory(name, zf, len(data), limits)
+        if not problems:
+            problems = _macro_or_links(name, zf)
+        if not problems:
+            problems = _stream_parts(name, zf, limits)
+        if problems:
+            return problems[: limits.max_problems], None
+        try:
+            problems, pkg = _structure(name, zf, limits)
+        except Rejected as exc:
+            return [_rejected_problem(name, exc)], None
+        except expat.ExpatError as exc:
+            return [_problem(name, Code.XML_MALFORMED, f"文件内部结构文件格式错误(第 {exc.lineno} 行),文件已损坏,请重新保存后报送")], None
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+            return [_problem(name, Code.ZIP_CORRUPT, f"文件结构已损坏({type(exc).__name__}),请重新保存后报送")], None
+        ok = pkg is not None
+        return problems, pkg
+    finally:
+        if not ok:
+            zf.close()
+
+
+def _rejected_problem(name: str, exc: Rejected) -> Problem:
+    if exc.code == Code.XML_DTD:
+        return _problem(name, Code.XML_DTD, exc.message or "文件内部含有 DOCTYPE/实体声明,正常的 .xlsx 不含此内容,已拒收", exc.sheet, exc.cell)
+    if exc.code == Code.ZIP_PART_TOO_LARGE:
+        return _problem(name, Code.ZIP_PART_TOO_LARGE, exc.message or "文件内部条目过大,超过上限", exc.sheet, exc.cell)
+    if exc.code == Code.ZIP_TOO_MANY_ENTRIES:
+        return _problem(name, Code.SHEET_ANOMALY, exc.message or "文件内部结构异常(条目过多)", exc.sheet, exc.cell)
+    return _problem(name, exc.code, exc.message, exc.sheet, exc.cell)
+
+
+# ------------------------------------------------------------------ the input sheet
+
+
+def col_index(letters: str) -> int:
+    n = 0
+    for ch in letters.upper():
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+def col_letters(n: int) -> str:
+    s = ""
+    while n:
+        n, r = divmod(n - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+def parse_ref(ref: str) -> tuple[int, int] | None:
+    """(row, col) of an A1 reference the way openpyxl reads it ($ and lower case allowed)."""
+    m = _REF.match(ref)
+    if not m:
+        return None
+    return int(m.group(2)), col_index(m.group(1))
+
+
+def parse_range(ref: str) -> tuple[int, int, int, int] | None:
+    a, _, b = ref.partition(":")
+    p, q = parse_ref(a), parse_ref(b or a)
+    if p is None or q is None:
+        return None
+    return min(p[0], q[0]), min(p[1], q[1]), max(p[0], q[0]), max(p[1], q[1])
+
+
+def addr(row: int, col: int) -> str:
+    return f"{col_letters(col)}{row}"
+
+
+_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+_NON_FINITE = re.compile(r"^\s*[+-]?(nan|inf|infinity)\s*$", re.IGNORECASE)
+#: OOXML escapes (_xHHHH_) of the characters kaohe refuses in text: Excel shows the character,
+#: openpyxl keeps the literal escape, so the two would read different text
+_ESCAPED_CONTROL = re.compile(r"_x(00[01][0-8BCEFbcef]|001[0-9A-Fa-f]|007[Ff]|00[89][0-9A-Fa-f]|200[B-Fb-f]|202[A-Ea-e]|206[6-9])_")
+_CELL_TYPES = frozenset({"n", "s", "str", "inlineStr", "b", "e", "d"})
+
+
+class _SheetScan:
+    """expat handlers for one worksheet part: order, duplicates, area, merges, raw values.
+
+    With ``collect=(max_row, max_col)`` it keeps the (type, text) of the cells in
+    that corner instead and stops after it (used to read the fingerprint sheet).
+    """
+
+    def __init__(self, file: str, sheet: str, area: tuple[int, int, int, int] | None, limits: Limits, collect: tuple[int, int] | None = None):
+        self.file, self.sheet, self.area, self.limits, self.collect = file, sheet, area, limits, collect
+        self.problems: list[Problem] = []
+        self.elements = 0
+        self.row = 0
+        self.col = 0
+        self.rows_seen = 0
+        self.seen: set[tuple[int, int]] = set()
+        self.filled: set[tuple[int, int]] = set()  # non-empty cells inside the area
+        self.shared: dict[tuple[int, int], int] = {}  # in-area cells holding a shared string
+        self.merges: list[str] = []
+        self.values: dict[tuple[int, int], tuple[str, str]] = {}
+        # the current cell
+        self.cell: tuple[int, int] | None = None
+        self.cell_type = "n"
+        self.has_formula = False
+        self.parts: dict[str, list[str]] = {"v": [], "t": [], "f": []}
+        self.into: str | None = None  # which of <v>, <t> (inside <is>), <f> is open
+        self.in_is = False
+        self.in_rph = 0
+
+    def add(self, code: Code, message: str, cell: str = "") -> None:
+        self.problems.append(_problem(self.file, code, message, self.sheet, cell, expected="考核办下发的自评表,只在黄色单元格中填写"))
+        if len(self.problems) >= self.limits.max_problems:
+            raise _Stop
+
+    def start(self, name: str, attrs: dict) -> None:
+        self.elements += 1
+        if self.elements > self.limits.sheet_elements:
+            self.add(Code.SHEET_ANOMALY, f"工作表内容异常庞大(超过 {self.limits.sheet_elements} 个元素),不是正常的自评表")
+            raise _Stop
+        tag = _local(name)
+        if tag == "row":
+            self._row(attrs)
+        elif tag == "c":
+            self._cell(attrs)
+        elif self.cell is not None:
+            if tag == "f":
+                self.has_formula = True
+                self.into = "f"
+            elif tag == "v":
+                self.into = "v"
+            elif tag == "is":
+                self.in_is = True
+            elif tag == "rPh":
+                self.in_rph += 1
+            elif tag == "t" and self.in_is and not self.in_rph:
+                self.into = "t"
+        elif tag == "mergeCell":
+            if len(self.merges) >= self.limits.merges:
+                self.add(Code.SHEET_ANOMALY, f"工作表中合并单元格过多(超过 {self.limits.merges} 处),不是正常的自评表")
+                raise _Stop
+            self.merges.append(attrs.get("ref", ""))
+
+    def _row(self, attrs: dict) -> None:
+        r = attrs.get("r")
+        if r is None:
+            n = self.row + 1
+        else:
+            try:
+                f = float(r)
+            except ValueError:
+                f = 0.0
+            if not f.is_integer() or not 1 <= f <= MAX_ROW:
+                self.add(Code.SHEET_ANOMALY, f"工作表中有无效的行号“{str(r)[:20]}”,文件结构已损坏")
+                raise _Stop
+            n = int(f)
+        if self.rows_seen and n <= self.row:
+            what = "重复出现" if n == self.row else f"出现在第 {self.row} 行之后"
+            self.add(Code.ROWS_OUT_OF_ORDER, f"工作表中第 {n} 行的记录{what}(行顺序错乱),不同软件会读出不同的数值,已拒收", cell=f"A{n}")
+        self.rows_seen += 1
+        self.row, self.col = n, 0
+        if self.collect and n > self.collect[0]:
+            raise _Stop
+
+    def _cell(self, attrs: dict) -> None:
+        ref = attrs.get("r")
+        if ref is None:
+            pos = (self.row, self.col + 1)
+        else:
+            pos = parse_ref(ref)
+            if pos is None or not (1 <= pos[0] <= MAX_ROW and 1 <= pos[1] <= MAX_COL):
+                self.add(Code.SHEET_ANOMALY, f"工作表中有无效的单元格引用“{str(ref)[:20]}”,文件结构已损坏")
+                raise _Stop
+        where = addr(*pos)
+        if len(self.seen) >= self.limits.sheet_cells:
+            self.add(Code.SHEET_ANOMALY, f"工作表中单元格过多(超过 {self.limits.sheet_cells} 个),不是正常的自评表")
+            raise _Stop
+        if pos in self.seen:
+            self.add(Code.DUPLICATE_CELL, f"单元格 {where} 在文件中出现了不止一次,不同软件会读出不同的数值,已拒收", where)
+        elif pos[0] != self.row:
+            self.add(Code.ROWS_OUT_OF_ORDER, f"单元格 {where} 被记录在第 {self.row} 行中(行列位置不一致),不同软件会读出不同的数值,已拒收", where)
+        elif pos[1] <= self.col:
+            self.add(Code.ROWS_OUT_OF_ORDER, f"单元格 {where} 的记录顺序错乱(出现在 {addr(self.row, self.col)} 之后),已拒收", where)
+        self.seen.add(pos)
+        self.col = pos[1]
+        self.cell = pos
+        self.cell_type = attrs.get("t", "n")
+        self.has_formula = False
+        self.parts = {"v": [], "t": [], "f": []}
+        self.into = None
+        self.in_is = False
+        self.in_rph = 0
+
+    def end(self, name: str) -> None:
+        tag = _local(name)
+        if self.cell is None:
+            return
+        if tag == "c":
+            self._end_cell()
+        elif tag in ("v", "f") or (tag == "t" and self.in_is and not self.in_rph):
+            self.into = None
+        elif tag == "is":
+            self.in_is = False
+        elif tag == "rPh":
+            self.in_rph -= 1
+
+    def chars(self, data: str) -> None:
+        if self.into and self.cell is not None:
+            buf = self.parts[self.into]
+            if len(buf) < 1000:
+                buf.append(data)
+
+    def _end_cell(self) -> None:
+        pos, self.cell = self.cell, None
+        v, t, f = ("".join(self.parts[k]) for k in ("v", "t", "f"))
+        kind = self.cell_type
+        if self.collect:
+            if pos[0] <= self.collect[0] and pos[1] <= self.collect[1]:
+                if self.has_formula:
+                    self.values[pos] = ("f", "=" + f)
+                elif kind == "inlineStr":
+                    self.values[pos] = ("str", t)
+                elif kind == "b":
+                    self.values[pos] = ("str", str(v.strip() not in ("", "0")))
+                else:
+                    self.values[pos] = (kind, v.strip() if kind == "s" else v)
+            return
+        filled = self.has_formula or bool(v.strip()) or bool(t.strip())
+        if not filled or self.area is None:
+            return
+        r1, c1, r2, c2 = self.area
+        where = addr(*pos)
+        if not (r1 <= pos[0] <= r2 and c1 <= pos[1] <= c2):
+            self.add(
+                Code.CELL_OUTSIDE_AREA,
+                f"单元格 {where} 在自评表的填报范围({addr(r1, c1)}:{addr(r2, c2)})之外却有内容,请删除表格范围以外的内容",
+                where,
+            )
+            return
+        self.filled.add(pos)
+        if self.has_formula:
+            return  # reported with its cell by the parser (a formula's cached value is never used)
+        if kind not in _CELL_TYPES:
+            self.add(Code.SHEET_ANOMALY, f"单元格 {where} 的类型标记“{kind[:10]}”无效,文件结构已损坏", where)
+        elif kind == "n" and not _NUMBER.match(v):
+            if _NON_FINITE.match(v):
+                self.add(Code.NOT_FINITE, f"单元格 {where} 的数值“{v.strip()[:20]}”不是有限数(NaN 或无穷大)", where)
+            else:
+                self.add(Code.SHEET_ANOMALY, f"单元格 {where} 记录为数值,内容“{v.strip()[:20]}”却不是数字,文件结构已损坏", where)
+        elif kind == "n" and not math.isfinite(float(v)):
+            self.add(Code.NOT_FINITE, f"单元格 {where} 的数值“{v.strip()[:20]}”超出范围(无穷大)", where)
+        elif kind == "b" and v.strip() not in ("0", "1"):
+            self.add(Code.SHEET_ANOMALY, f"单元格 {where} 记录为逻辑值,内容“{v.strip()[:20]}”却不是 0 或 1,文件结构已损坏", where)
+        elif kind == "s":
+            if not v.strip().isdigit():
+                self.add(Code.SHEET_ANOMALY, f"单元格 {where} 的共享文字编号“{v.strip()[:20]}”无效,文件结构已损坏", where)
+            else:
+                self.shared[pos] = int(v)
+        elif kind in ("inlineStr", "str"):
+            self.check_text(pos, t if kind == "inlineStr" else v)
+
+    def check_text(self, pos: tuple[int, int], text: str) -> None:
+        m = _ESCAPED_CONTROL.search(text)
+        if m:
+            where = addr(*pos)
+            self.add(Code.CONTROL_CHARS, f"单元格 {where} 的文字中含有转义的控制字符({m.group(0)}),在 Excel 中显示为不可见字符,请删除", where)
+
+    def finish(self, strings: Callable[[set[int]], dict[int, str]] | None = None) -> None:
+        """After the whole part: shared strings of the input cells, values hidden under merged ranges."""
+        if self.area is None:
+            return
+        if self.shared and strings is not None:
+            found = strings(set(self.shared.values()))
+            for pos, idx in sorted(self.shared.items()):
+                self.check_text(pos, found.get(idx, ""))
+        r1, c1, r2, c2 = self.area
+        covered: dict[tuple[int, int], str] = {}
+        budget = (r2 - r1 + 1) * (c2 - c1 + 1)
+        for ref in self.merges:
+            rng = parse_range(ref)
+            if rng is None:
+                self.add(Code.SHEET_ANOMALY, f"工作表中有无效的合并单元格区域“{ref[:30]}”,文件结构已损坏")
+                continue
+            top = (rng[0], rng[1])
+            for r in range(max(rng[0], r1), min(rng[2], r2) + 1):
+                for c in range(max(rng[1], c1), min(rng[3], c2) + 1):
+                    budget -= 1
+                    if budget < 0 or (r, c) in covered:
+                        self.add(Code.SHEET_ANOMALY, f"工作表中的合并单元格区域相互重叠({ref[:30]}),文件结构已损坏")
+                        return
+                    covered[(r, c)] = ref
+                    if (r, c) != top and (r, c) in self.filled:
+                        self.add(
+                            Code.VALUE_UNDER_MERGE,
+                            f"单元格 {addr(r, c)} 位于合并单元格 {ref} 之内却有内容(被合并区域遮住,屏幕上看不到),请取消合并后删除该内容",
+                            addr(r, c),
+                        )
+
+
+def scan_sheet(pkg: Package, sheet: str, lay: Layout) -> list[Problem]:
+    """The bounded streaming scan of the unit's input sheet against its layout."""
+    part = pkg.sheets.get(sheet)
+    if part is None:
+        return []
+    area = parse_range(lay.area)
+    scan = _SheetScan(pkg.name, sheet, area, pkg.limits)
+    try:
+        with pkg.open(part) as fh:
+            _stream(fh, _parser(scan.start, scan.end, scan.chars), pkg.limits.xml_part_bytes)
+        scan.finish(pkg.strings)
+    except _Stop:
+        pass
+    except Rejected as exc:
+        if exc.code == Code.XML_DTD:
+            scan.problems.append(_problem(pkg.name, Code.XML_DTD, "工作表含有 DOCTYPE/实体声明,正常的 .xlsx 不含此内容,已拒收", sheet))
+        else:
+            scan.problems.append(_rejected_problem(pkg.name, Rejected(exc.code, exc.message or "工作表内容过大", sheet)))
+    except expat.ExpatError as exc:
+        cell = addr(*scan.cell) if scan.cell else ""
+        near = f"单元格 {cell} 处" if cell else f"第 {exc.lineno} 行第 {exc.offset} 列"
+        scan.problems.append(
+            _problem(pkg.name, Code.XML_MALFORMED, f"工作表数据格式错误({near}),含有 XML 不允许的字符(如不可见的控制字符)或格式已损坏,请删除该内容后重新保存", sheet, cell)
+        )
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        scan.problems.append(_problem(pkg.name, Code.ZIP_CORRUPT, f"工作表数据已损坏({type(exc).__name__}),请重新保存后报送", sheet))
+    return scan.problems[: pkg.limits.max_problems]
+
+
+def preflight(data: bytes, name: str, layout: Layout | None = None, limits: Limits = LIMITS) -> list[Problem]:
+    """Every pre-flight check: the container always, the input sheet when the layout is known."""
+    problems, pkg = open_package(data, name, limits)
+    if pkg is None:
+        return problems
+    with pkg:
+        if layout is None or L.FORM_SHEET not in pkg.sheets:
+            return problems
+        return scan_sheet(pkg, L.FORM_SHEET, layout)
