@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,40 +33,19 @@ weasyprint = pytest.importorskip("weasyprint")
 from kaohe.report import context as C  # noqa: E402
 from kaohe.report import render as R  # noqa: E402
 from kaohe.report.text import zh  # noqa: E402
+from render_warnings import captured  # noqa: E402
 
 HAVE_POPPLER = shutil.which("pdffonts") is not None and shutil.which("pdftotext") is not None
 needs_poppler = pytest.mark.skipif(not HAVE_POPPLER, reason="poppler-utils (pdffonts, pdftotext) is not installed")
 SETTINGS = R.BulletinSettings(doc_number="示法考〔2026〕1号", issue_date="2026年1月15日")
-#: logged by WeasyPrint on machines without libharfbuzz-subset0: slower, same PDF (shared/STACK.md)
-HARMLESS = ("Using fontTools instead of HarfBuzz-Subset",)
 
 
 # ------------------------------------------------------------------ warnings
 
 
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record):
-        if not any(h in record.getMessage() for h in HARMLESS):
-            self.records.append(record)
-
-
-@contextmanager
 def weasyprint_warnings():
     """Collects every WARNING (or worse) WeasyPrint logs inside the block."""
-    logger = logging.getLogger("weasyprint")
-    handler = _Collect()
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if old in (logging.NOTSET,) or old > logging.WARNING else old)
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
+    return captured("weasyprint")
 
 
 def allow_weasyprint_warnings(fn):

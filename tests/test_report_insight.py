@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import logging
 import re
 import shutil
 import subprocess
@@ -34,43 +33,23 @@ from kaohe.report import context as C  # noqa: E402
 from kaohe.report import office as O  # noqa: E402
 from kaohe.report import render as R  # noqa: E402
 from kaohe.report.text import zh  # noqa: E402
+from render_warnings import captured  # noqa: E402
 
 HAVE_POPPLER = shutil.which("pdftotext") is not None
 needs_poppler = pytest.mark.skipif(not HAVE_POPPLER, reason="poppler-utils (pdftotext) is not installed")
 SETTINGS = R.BulletinSettings(doc_number="示法考〔2026〕1号", issue_date="2026年1月15日")
-HARMLESS = ("Using fontTools instead of HarfBuzz-Subset",)
 
 
 # ------------------------------------------------------------------ warnings
 
 
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record):
-        if not any(h in record.getMessage() for h in HARMLESS):
-            self.records.append(record)
-
-
 @contextmanager
 def no_warnings():
     """Fails when WeasyPrint (or kaohe.report: characters missing from the bundled font) logs a WARNING."""
-    handler = _Collect()
-    loggers = [logging.getLogger("weasyprint"), logging.getLogger("kaohe.report")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.WARNING if lg.level in (logging.NOTSET,) or lg.level > logging.WARNING else lg.level)
-    try:
+    with captured("weasyprint", "kaohe.report") as records:
         yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-    if handler.records:
-        pytest.fail("warnings while rendering: " + "; ".join(f"{r.name} {r.levelname}: {r.getMessage()[:200]}" for r in handler.records))
+    if records:
+        pytest.fail("warnings while rendering: " + "; ".join(f"{r.name} {r.levelname}: {r.getMessage()[:200]}" for r in records))
 
 
 @pytest.fixture(autouse=True)
