@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kaohe.catalog import Catalog
 from kaohe.errors import RegistryError
+from kaohe.tables import read_rows
 
 COLUMNS = ("unit_id", "unit_name", "group", "tags")
 UNIT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -58,25 +59,6 @@ def _clean(text: object) -> str:
     if text is None:
         return ""
     return unicodedata.normalize("NFKC", str(text)).strip()
-
-
-def _rows_from_csv(path: Path) -> list[list[str]]:
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            return [row for row in csv.reader(fh)]
-    except UnicodeDecodeError:
-        raise RegistryError(f"考核对象名录 {path} 不是 UTF-8 编码的 CSV,请另存为“CSV UTF-8”") from None
-
-
-def _rows_from_xlsx(path: Path) -> list[list[str]]:
-    from openpyxl import load_workbook
-
-    wb = load_workbook(path, read_only=True, data_only=True)
-    try:
-        ws = wb.worksheets[0]
-        return [["" if v is None else str(v) for v in row] for row in ws.iter_rows(values_only=True)]
-    finally:
-        wb.close()
 
 
 def parse_registry(rows: list[list[str]], source: str, catalog: Catalog | None = None) -> Registry:
@@ -125,13 +107,7 @@ def parse_registry(rows: list[list[str]], source: str, catalog: Catalog | None =
 
 def load_registry(path: str | Path, catalog: Catalog | None = None) -> Registry:
     path = Path(path)
-    if not path.is_file():
-        raise RegistryError(f"找不到考核对象名录 {path}")
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        rows = _rows_from_xlsx(path)
-    else:
-        rows = _rows_from_csv(path)
-    return parse_registry(rows, str(path), catalog)
+    return parse_registry(read_rows(path, "考核对象名录", RegistryError), str(path), catalog)
 
 
 def write_registry(registry: Registry | list[Unit], path: str | Path) -> None:

@@ -11,7 +11,6 @@ scoring half a review would publish numbers the office did not decide.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -23,6 +22,7 @@ from kaohe.layout import EVIDENCE_KEY, NA_KEY, PSEUDO_SPECS, REASON_KEY
 from kaohe.parsing import Parsed, normalize_text, parse_text_value
 from kaohe.registry import Registry
 from kaohe.scoring import ReviewChange
+from kaohe.tables import read_rows
 from kaohe.submission import Submission
 
 REVIEW_COLUMNS = ("unit_id", "item_id", "field", "reviewed_value", "reason", "reviewer")
@@ -45,22 +45,8 @@ class ReviewRow:
 
 
 def _table(path: Path, what: str, error) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise error(f"找不到{what} {path}")
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        from openpyxl import load_workbook
-
-        wb = load_workbook(path, read_only=True, data_only=True)
-        try:
-            rows = [["" if v is None else str(v) for v in r] for r in wb.worksheets[0].iter_rows(values_only=True)]
-        finally:
-            wb.close()
-    else:
-        try:
-            with path.open(encoding="utf-8-sig", newline="") as fh:
-                rows = list(csv.reader(fh))
-        except UnicodeDecodeError:
-            raise error(f"{what} {path} 不是 UTF-8 编码,请另存为“CSV UTF-8”") from None
+    """Rows as {header: text}, with their line number in ``__row``; blank rows skipped."""
+    rows = read_rows(path, what, error)
     if not rows:
         return []
     header = [normalize_text(h) for h in rows[0]]
