@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kaohe.errors import CatalogError, CatalogSyntaxError
+from kaohe.numbers import fmt_decimal
 
 GRADES = ("优秀", "良好", "合格", "不合格")
 ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"
@@ -406,8 +407,7 @@ class Catalog(Model):
 
 def _canonical(value: Any) -> str:
     if isinstance(value, Decimal):
-        d = value.normalize()
-        return format(d.quantize(Decimal(1)) if d == d.to_integral_value() else d, "f")
+        return fmt_decimal(value)
     raise TypeError(type(value))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from kaohe.catalog import Catalog, FieldSpec, Item
+from kaohe.numbers import fmt_decimal  # noqa: F401 - the templates' number text, used as L.fmt_decimal
 from kaohe.registry import Unit
 
 #: bump when the sheet layout changes; part of every template's fingerprint
@@ -58,13 +59,6 @@ INPUT_IDENTITY = {
 SECTION_TITLES = {"bonus": "加分项目", "veto": "一票否决事项"}
 CN_NUMERALS = "一二三四五六七八九十"
 
-
-def fmt_decimal(d: Decimal | None) -> str:
-    """Points and bounds as a person writes them: 5, 2.5, 0.3."""
-    if d is None:
-        return ""
-    text = format(d.normalize(), "f")
-    return text
 
 
 # pseudo-fields: the input cells an item has besides its own fields

@@ -22,6 +22,13 @@ def round_half_up(x: Fraction | Decimal | int, places: int = 2) -> Decimal:
     return Decimal(sign * q).scaleb(-places)
 
 
+def fmt_decimal(d: Decimal | None) -> str:
+    """A decimal as a person writes it, never with an exponent: 5, 2.5, 0.3, 100."""
+    if d is None:
+        return ""
+    return format(d.normalize(), "f")
+
+
 def fmt2(x: Fraction | Decimal | None) -> str:
     """Published form: exactly two decimals, or empty for no value."""
     if x is None:

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from markupsafe import Markup, escape
 
+from kaohe.numbers import fmt_decimal
 from kaohe.report.text import zh
 
 FONT = "Kaohe Sans SC"
@@ -128,7 +129,7 @@ def strip_plot(rows: list[StripRow], width: float = 640, title: str = "") -> Mar
                 f'<line x1="{bx:.1f}" y1="{top + 12:.1f}" x2="{bx:.1f}" y2="{bottom:.1f}" stroke="{GRADE_COLORS[grade]}" '
                 f'stroke-width="1" stroke-dasharray="3 2"/>'
             )
-            body.append(_text(bx + 2, top + 9, f"{grade}≥{_num(bound)}", size=8, fill=GRADE_COLORS[grade]))
+            body.append(_text(bx + 2, top + 9, f"{grade}≥{fmt_decimal(bound)}", size=8, fill=GRADE_COLORS[grade]))
         for d, x, lane in zip(dots, xs, lanes):
             body.append(
                 f'<circle cx="{x:.1f}" cy="{mid - lane * lane_h:.1f}" r="{radius}" fill="{GRADE_COLORS.get(d.grade, "#555")}" '
@@ -150,11 +151,6 @@ def strip_plot(rows: list[StripRow], width: float = 640, title: str = "") -> Mar
         lx += 56
     body.append(_text(lx + 4, y + 28, "虚线为该组等次分数线;否决的单位按其得分标注为不合格", size=8, fill="#666"))
     return _svg(width, y + 36, body, title or "最终得分分布")
-
-
-def _num(d: Decimal) -> str:
-    text = format(d.normalize(), "f")
-    return text
 
 
 # -------------------------------------------------------------------- heat map
