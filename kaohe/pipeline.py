@@ -94,51 +94,44 @@ def validate_stage(reads: list[ReadResult], subs: list[Submission], catalog: Cat
             else:
                 intake.file_state[r.file] = "rejected"
     for s in subs:
-        ps = by_file[s.file]
-        intake.problems[s.file] = ps
-        if any(p.code == Code.DUPLICATE_UNIT for p in ps):
-            intake.file_state[s.file] = "duplicate"
-            intake.rejected_units.setdefault(s.unit_id, []).append(s.file)
-        elif ps:
-            intake.file_state[s.file] = "rejected"
-            intake.rejected_units.setdefault(s.unit_id, []).append(s.file)
-        else:
-            intake.file_state[s.file] = "scored"
+        intake.problems[s.file] = by_file[s.file]
+        intake.file_state[s.file] = "rejected" if by_file[s.file] else "scored"
+    for file, (uid, group) in duplicate_files(reads, subs).items():
+        intake.problems[file] = intake.problems.get(file, []) + [
+            Problem(Code.DUPLICATE_UNIT, file, f"单位 {uid} 报送了多份自评表({'、'.join(group)}),无法确定以哪一份为准", "每个单位只报送一份自评表")
+        ]
+        intake.file_state[file] = "duplicate"
+        intake.file_unit[file] = uid
+    for s in subs:
+        if intake.file_state[s.file] == "scored":
             intake.valid[s.unit_id] = s
-    _count_refused_templates(reads, subs, intake)
-    # a file that names a registered unit but could not be scored (wrong year, old template,
-    # corrupt, the wrong unit's template) marks that unit 未通过校验, not 未报送
-    for file, state in intake.file_state.items():
-        uid = intake.file_unit.get(file, "")
-        if state != "scored" and uid and uid in registry and uid not in intake.valid:
-            files = intake.rejected_units.setdefault(uid, [])
-            if file not in files:
-                files.append(file)
+    # every file that names a registered unit but was not scored (rejected, duplicate, wrong year,
+    # old template, corrupt, the wrong unit's template) marks that unit 未通过校验, not 未报送
+    for r in reads:
+        uid = intake.file_unit.get(r.file, "")
+        if intake.file_state[r.file] != "scored" and uid in registry and uid not in intake.valid:
+            intake.rejected_units.setdefault(uid, []).append(r.file)
     return intake
 
 
-def _count_refused_templates(reads: list[ReadResult], subs: list[Submission], intake: Intake) -> None:
-    """A file that is verifiably a unit's own template but was refused before its cells were
-    read (pre-flight) still counts as one of the unit's files: with another file for the same
-    unit, all of them are duplicates and none is preferred."""
-    refused: dict[str, list[str]] = {}
+def duplicate_files(reads: list[ReadResult], subs: list[Submission]) -> dict[str, tuple[str, list[str]]]:
+    """file → (unit, all of that unit's files) for every unit that sent more than one file.
+
+    A unit's files are those read as its template, and those verifiably its own template but
+    refused before their cells were read (pre-flight): none of them is preferred.
+    """
+    files: dict[str, set[str]] = {}
+    for s in subs:
+        files.setdefault(s.unit_id, set()).add(s.file)
     for r in reads:
         if r.unit_id is None and r.template_unit:
-            refused.setdefault(r.template_unit, []).append(r.file)
-    for uid, files in refused.items():
-        group = sorted(set(files) | {s.file for s in subs if s.unit_id == uid})
-        if len(group) < 2:
-            continue
-        names = "、".join(group)
-        for f in group:
-            ps = [p for p in intake.problems.get(f, []) if p.code != Code.DUPLICATE_UNIT]
-            ps.append(Problem(Code.DUPLICATE_UNIT, f, f"单位 {uid} 报送了多份自评表({names}),无法确定以哪一份为准", "每个单位只报送一份自评表"))
-            intake.problems[f] = ps
-            intake.file_state[f] = "duplicate"
-            intake.file_unit[f] = uid
-        intake.valid.pop(uid, None)
-        listed = intake.rejected_units.setdefault(uid, [])
-        listed.extend(f for f in group if f not in listed)
+            files.setdefault(r.template_unit, set()).add(r.file)
+    out: dict[str, tuple[str, list[str]]] = {}
+    for uid, group in files.items():
+        if len(group) > 1:
+            for f in group:
+                out[f] = (uid, sorted(group))
+    return out
 
 
 def review_stage(

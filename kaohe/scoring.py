@@ -13,7 +13,7 @@ from fractions import Fraction
 from typing import Literal
 
 from kaohe.catalog import Catalog, Item
-from kaohe.layout import EVIDENCE_KEY, NA_KEY, REASON_KEY
+from kaohe.layout import EVIDENCE_KEY, REASON_KEY
 from kaohe.registry import Unit
 from kaohe.rules import ZERO, Outcome, apply_rule, show
 from kaohe.submission import Submission
@@ -203,5 +203,3 @@ def score_unit(
 def unscored(unit: Unit, status: Status, file: str = "", problems: tuple = ()) -> UnitResult:
     return UnitResult(unit=unit, status=status, file=file, problems=problems)
 
-
-__all__ = ["ItemResult", "UnitResult", "ReviewChange", "FieldTrace", "score_unit", "unscored", "NA_KEY"]

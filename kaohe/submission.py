@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from kaohe import layout as L
-from kaohe.layout import EVIDENCE_KEY, NA_KEY, PSEUDO_SPECS, REASON_KEY, field_hint  # noqa: F401
-from kaohe.catalog import Catalog, FieldSpec
+from kaohe.layout import NA_KEY, field_hint
+from kaohe.catalog import Catalog
 from kaohe.errors import Problem
 from kaohe.parsing import Parsed, RawCell, parse_cell
 from kaohe.reading import ReadResult
@@ -56,12 +56,6 @@ class Submission:
         entries = dict(self.entries)
         entries[(item_id, key)] = replace(entries[(item_id, key)], value=value, note=note, rejected=False)
         return Submission(self.unit_id, self.file, self.sha256, entries, dict(self.identity), list(self.problems))
-
-
-def field_spec(catalog: Catalog, item_id: str, key: str) -> FieldSpec:
-    if key in PSEUDO_SPECS:
-        return PSEUDO_SPECS[key]
-    return catalog.item(item_id).field(key)
 
 
 def parse_submission(read: ReadResult, catalog: Catalog, registry: Registry) -> Submission | None:

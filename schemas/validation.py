@@ -64,7 +64,7 @@ class IdentityModel(pa.DataFrameModel):
 
 
 def identity_problems(subs: list[Submission]) -> dict[str, list[Problem]]:
-    """Duplicate units across files and malformed contact cells, per file."""
+    """Malformed contact cells, per file (several files for one unit: kaohe.pipeline.duplicate_files)."""
     out: dict[str, list[Problem]] = {s.file: [] for s in subs}
     if not subs:
         return out
@@ -91,16 +91,6 @@ def identity_problems(subs: list[Submission]) -> dict[str, list[Problem]]:
                 )
             elif column == "filler":
                 out[sub.file].append(Problem(Code.TEXT_TOO_LONG, sub.file, "填报人超过 50 字", "填报人姓名", "自评表", "B3", field="填报人"))
-    by_unit: dict[str, list[Submission]] = {}
-    for s in subs:
-        by_unit.setdefault(s.unit_id, []).append(s)
-    for unit_id, group in by_unit.items():
-        if len(group) > 1:
-            names = "、".join(sorted(s.file for s in group))
-            for s in group:
-                out[s.file].append(
-                    Problem(Code.DUPLICATE_UNIT, s.file, f"单位 {unit_id} 报送了多份自评表({names}),无法确定以哪一份为准", "每个单位只报送一份自评表")
-                )
     return out
 
 
@@ -245,7 +235,6 @@ class _Failure:
     code: Code
     item_id: str
     key: str
-    message: str
 
 
 def _failures(exc: pa.errors.SchemaErrors) -> list[_Failure]:
@@ -256,7 +245,7 @@ def _failures(exc: pa.errors.SchemaErrors) -> list[_Failure]:
         if "|" not in check or pd.isna(r["index"]):
             raise RuntimeError(f"unexpected schema failure: {r.to_dict()}")  # a bug in the schema, not the unit's
         code, item_id, key = check.split("|", 2)
-        out.append(_Failure(str(r["index"]), Code(code), item_id, key, ""))
+        out.append(_Failure(str(r["index"]), Code(code), item_id, key))
     return out
 
 
