@@ -14,7 +14,6 @@ import csv
 import random
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -221,21 +220,23 @@ def _plant(kind: str, catalog: Catalog, unit: Unit, values: dict, lay: L.Layout,
         elif kind == "missing_evidence" and item.evidence and item.kind == "scored":
             from kaohe.rules import apply_rule
 
-            parsed = {k: _as_parsed(v) for (i, k), v in values.items() if i == item.id}
+            parsed = {f.key: as_read(values.get((item.id, f.key)), f) for f in item.fields}
             if apply_rule(item, parsed).score > 0:
                 values.pop((item.id, L.EVIDENCE_KEY), None)
                 return item.id, L.EVIDENCE_KEY
     return None
 
 
-def _as_parsed(v: Any):
-    if isinstance(v, tuple):
-        return Decimal(str(v[1] * 100))
-    if isinstance(v, (int, float)):
-        return Decimal(str(v))
-    if isinstance(v, str) and v.endswith("%"):
-        return Decimal(v[:-1])
-    return v
+def as_read(value: Any, spec: FieldSpec):
+    """What kaohe will read from a cell holding `value` (as set_cell writes it): the reader's own parser."""
+    from kaohe.parsing import Parsed, RawCell, parse_cell
+
+    if isinstance(value, tuple):
+        cell = RawCell("", value[1], "n", "0.0%")
+    else:
+        cell = RawCell("", value, "s" if isinstance(value, str) else "n")
+    out = parse_cell(cell, spec)
+    return out.value if isinstance(out, Parsed) else None
 
 
 def generate(
