@@ -427,7 +427,7 @@ def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path) -> dic
         return run
 
     run = m.run("run_folder", run_folder)
-    settings = R.BulletinSettings(draws=args.draws) if "draws" in R.BulletinSettings.__dataclass_fields__ else R.BulletinSettings()
+    settings = R.BulletinSettings(draws=args.draws)
     n_scored = sum(1 for r in results if r.status == "scored" and r.final is not None)
     n_feedback = sum(1 for ps in intake.problems.values() if ps)
     docs = m.run("render", R.render_run, run, results, catalog, intake, settings, None, units=1 + n_scored + n_feedback)

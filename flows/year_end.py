@@ -81,19 +81,12 @@ def render_task(run: Path, results, catalog: Catalog, intake, settings, previous
     return render_run(run, results, catalog, intake, settings, previous, watch=watch, previous_catalog=previous_catalog)
 
 
-def previous_catalog(year: int, out: str, previous: str | None) -> tuple[Catalog | None, str | None]:
-    """Last year's catalog: the copy archived with last year's results, else the bundled indicators/<year-1>.yaml."""
-    from kaohe import archive
+def previous_catalog(year: int, last_run: Path | None) -> tuple[Catalog | None, str | None]:
+    """Last year's catalog: the copy archived in last year's run folder, else the bundled indicators/<year-1>.yaml."""
     from kaohe.errors import KaoheError
 
-    dirs = []
-    if previous:
-        dirs.append(Path(previous).parent / "inputs")
-    elif (Path(out) / "kaohe.sqlite").is_file():
-        pub = archive.current(archive.connect(archive.default_url(out)), year - 1)
-        if pub:
-            dirs.append(Path(pub.run_path) / "inputs")
-    paths = [p for d in dirs for p in sorted(d.glob("catalog.*"))] + [bundled(year - 1).catalog]
+    archived = sorted((last_run / "inputs").glob("catalog.*")) if last_run else []
+    paths = archived + [bundled(year - 1).catalog]
     for p in paths:
         if p.is_file():
             try:
@@ -105,20 +98,24 @@ def previous_catalog(year: int, out: str, previous: str | None) -> tuple[Catalog
     return None, None
 
 
-def previous_results(year: int, out: str, previous: str | None) -> tuple[dict[str, dict], str | None]:
-    """Last year's published rows: an explicit results.csv, else the archive's publication for year − 1."""
+def previous_results(year: int, out: str, previous: str | None) -> tuple[dict[str, dict], str | None, Path | None]:
+    """Last year's published rows, where they came from, and their run folder:
+    an explicit results.csv, else the archive's publication for year − 1."""
     import csv
 
     if previous:
         with Path(previous).open(encoding="utf-8-sig", newline="") as fh:
-            return {r["unit_id"]: r for r in csv.DictReader(fh)}, str(previous)
+            return {r["unit_id"]: r for r in csv.DictReader(fh)}, str(previous), Path(previous).parent
     from kaohe import archive
 
     db = Path(out) / "kaohe.sqlite"
     if not db.is_file():
-        return {}, None
-    rows = archive.published_rows(archive.connect(archive.default_url(out)), year - 1)
-    return rows, (f"{db}#{year - 1}" if rows else None)
+        return {}, None, None
+    engine = archive.connect(archive.default_url(out))
+    pub = archive.current(engine, year - 1)
+    if pub is None:
+        return {}, None, None
+    return archive.published_rows(engine, year - 1), f"{db}#{year - 1}", Path(pub.run_path)
 
 
 @task(name="write-run", **IO)
@@ -212,8 +209,8 @@ def year_end(
     results, watch = insight_task(results, cat, draws, seed)
     run = P.new_run_folder(out, year)
     write_watchlist_csv(run / "watchlist.csv", watch)
-    last_year, last_source = previous_results(year, out, previous)
-    last_catalog, last_catalog_source = previous_catalog(year, out, previous) if last_year else (None, None)
+    last_year, last_source, last_run = previous_results(year, out, previous)
+    last_catalog, last_catalog_source = previous_catalog(year, last_run) if last_year else (None, None)
     if render:
         from kaohe.report.render import BulletinSettings
 
