@@ -71,7 +71,7 @@ def _precheck(cell: RawCell) -> Rejected | Parsed | None:
         return Rejected(Code.FORMULA, ":单元格含有数组公式,填报值不得使用公式")
     if cell.data_type == "e":
         return Rejected(Code.ERROR_CELL, f":单元格为错误值 {v}")
-    if isinstance(v, (dt.datetime, dt.date, dt.time, dt.timedelta)):
+    if cell.data_type == "d" or isinstance(v, (dt.datetime, dt.date, dt.time, dt.timedelta)):
         return Rejected(Code.DATE_CELL, ":单元格为日期或时间格式,此处不应填写日期")
     if isinstance(v, bool) or cell.data_type == "b":
         return Rejected(Code.BOOL_CELL, ":单元格为逻辑值(TRUE/FALSE)")

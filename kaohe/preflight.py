@@ -39,6 +39,8 @@ from xml.parsers import expat
 from kaohe import layout as L
 from kaohe.errors import Code, Problem
 from kaohe.layout import Layout
+from kaohe import xlsx as X
+from kaohe.xlsx import addr, col_index, col_letters, parse_range, parse_ref  # noqa: F401 - re-exported
 
 MB = 1024 * 1024
 
@@ -91,10 +93,9 @@ STRICT_PREFIX = "http://purl.oclc.org/ooxml/"
 REL_OFFICE_DOCUMENT = "/officeDocument"
 REL_WORKSHEET = "/worksheet"
 REL_SHARED_STRINGS = "/sharedStrings"
+REL_STYLES = "/styles"
 REL_EXTERNAL_LINK = "/externalLink"
 
-MAX_ROW, MAX_COL = 1_048_576, 16_384
-_REF = re.compile(r"^\$?([A-Za-z]{1,3})\$?(\d{1,7})$")
 _CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
@@ -230,6 +231,7 @@ class Package:
     infos: dict[str, zipfile.ZipInfo]
     sheets: dict[str, str] = field(default_factory=dict)  # sheet name → part name
     shared_strings: str | None = None
+    styles: str | None = None
     limits: Limits = LIMITS
 
     def open(self, part: str):
@@ -244,71 +246,52 @@ class Package:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def read(self, part: str) -> bytes:
+        """A part's bytes (its size was checked against the limits on the zip directory)."""
+        return self.zf.read(self.infos[part])
+
     def strings(self, wanted: set[int]) -> dict[int, str]:
-        """The shared strings with the given indices, streamed (stops after the largest)."""
+        """The shared strings with the given indices."""
         if not wanted or not self.shared_strings or self.shared_strings not in self.infos:
             return {}
-        top = max(wanted)
-        out: dict[int, str] = {}
-        state = {"i": -1, "depth_rph": 0, "in_t": False, "buf": []}
+        return X.shared_strings(self.read(self.shared_strings), wanted)
 
-        def start(name, attrs):
-            tag = _local(name)
-            if tag == "si":
-                state["i"] += 1
-                state["buf"] = []
-            elif tag == "rPh":
-                state["depth_rph"] += 1
-            elif tag == "t" and not state["depth_rph"]:
-                state["in_t"] = True
-
-        def end(name):
-            tag = _local(name)
-            if tag == "si":
-                if state["i"] in wanted:
-                    out[state["i"]] = "".join(state["buf"])
-                if state["i"] >= top:
-                    raise _Stop
-            elif tag == "rPh":
-                state["depth_rph"] -= 1
-            elif tag == "t":
-                state["in_t"] = False
-
-        def chars(text):
-            if state["in_t"] and state["i"] in wanted:
-                state["buf"].append(text)
-
-        with self.open(self.shared_strings) as fh:
-            try:
-                _stream(fh, _parser(start, end, chars), self.limits.xml_part_bytes)
-            except _Stop:
-                pass
-        return out
+    def number_formats(self) -> list[str]:
+        """Each cell style's number format (styles.xml, cellXfs order); [] without styles."""
+        if not self.styles or self.styles not in self.infos:
+            return []
+        return X.number_formats(self.read(self.styles))
 
     def read_values(self, sheet: str, max_row: int, max_col: int) -> dict[tuple[int, int], str]:
-        """Cell texts of ``sheet`` within A1:(max_row, max_col), the way openpyxl shows them.
+        """Cell texts of ``sheet`` within A1:(max_row, max_col), the way a spreadsheet shows them.
 
         Raises :class:`Rejected` when the sheet's structure is ambiguous (rows out of
         order, duplicate cells): then no reader could say which value is meant.
         """
-        scan = _SheetScan(self.name, sheet, None, self.limits, collect=(max_row, max_col))
-        with self.open(self.sheets[sheet]) as fh:
-            try:
-                _stream(fh, _parser(scan.start, scan.end, scan.chars), self.limits.xml_part_bytes)
-            except _Stop:
-                pass
+        limits = self.limits
+        scan = X.SheetScan(self.name, sheet, None, X.SheetLimits(limits.sheet_elements, limits.sheet_cells, limits.merges, limits.max_problems), corner=(max_row, max_col))
+        try:
+            scan.run(self.read(self.sheets[sheet]))
+        except X.XmlRefused as exc:
+            raise Rejected(exc.code, "", sheet) from None
         if scan.problems:
             p = scan.problems[0]
             raise Rejected(p.code, p.message, sheet, p.cell)
-        shared = self.strings({int(v) for (t, v) in scan.values.values() if t == "s" and v.isdigit()})
+        shared = self.strings({int(c.v.strip()) for c in scan.cells.values() if c.kind == "s" and c.v.strip().isdigit()})
         out = {}
-        for key, (t, v) in scan.values.items():
-            if t == "s":
-                out[key] = shared.get(int(v), "") if v.isdigit() else ""
-            elif t in ("n", "") and v:
-                out[key] = _number_text(v)
+        for key, c in scan.cells.items():
+            if c.formula is not None:
+                out[key] = "=" + c.formula
+            elif c.kind == "s":
+                out[key] = shared.get(int(c.v.strip()), "") if c.v.strip().isdigit() else ""
+            elif c.kind == "inlineStr":
+                out[key] = c.inline
+            elif c.kind == "b":
+                out[key] = str(c.v.strip() not in ("", "0"))
+            elif c.kind in ("n", "") and c.v:
+                out[key] = _number_text(c.v)
             else:
-                out[key] = v
+                out[key] = c.v
         return out
 
 
@@ -396,56 +379,42 @@ def _macro_or_links(name: str, zf: zipfile.ZipFile) -> list[Problem]:
     return out
 
 
-def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits) -> list[Problem]:
-    """Decompress every part once (CRC and sizes checked) and count what every XML part holds.
+_CELL_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?(?:c|comment)[\s/>]")
+_SI_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?si[\s/>]")
+_DTD_MARKS = X._DTD_MARKS
 
-    Each XML part goes through a parser that refuses any DOCTYPE; its elements,
-    cells and shared strings are counted against the limits, so that whatever
-    openpyxl will later build from the file is bounded, not just its bytes.
-    A part that is not well-formed is left to the real reader to report.
+
+def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits) -> list[Problem]:
+    """Decompress every part once (CRC and sizes checked) and bound what every XML part holds.
+
+    From the bytes, at C speed: no XML part may declare a DOCTYPE or an entity
+    (whichever part it is in), and the elements, cells and shared strings of all
+    parts together are counted (upper bounds) against the limits, so that every
+    later parse is bounded, not just the bytes. A part that is not well-formed is
+    left to the reader of that part to report.
     """
     count = {"elements": 0, "cells": 0, "strings": 0}
-
-    def start(tag, _attrs):
-        count["elements"] += 1
-        local = tag.rpartition("}")[2]
-        if local == "c" or local == "comment":
-            count["cells"] += 1
-        elif local == "si":
-            count["strings"] += 1
-        if count["elements"] > limits.xml_elements or count["cells"] > limits.workbook_cells or count["strings"] > limits.shared_strings:
-            raise Rejected(Code.SHEET_ANOMALY, "")
-
     for info in zf.infolist():
-        parser = None
         try:
-            with zf.open(info) as fh:
-                first = True
-                while True:
-                    block = fh.read(64 * 1024)
-                    if not block:
-                        break
-                    if first:
-                        first = False
-                        head = block.lstrip(b"\xef\xbb\xbf \t\r\n")
-                        if head.startswith(b"<") or block.startswith((b"\xff\xfe", b"\xfe\xff")):
-                            parser = _parser(start)
-                    if parser is not None:
-                        try:
-                            parser.Parse(block, False)
-                        except expat.ExpatError:
-                            parser = None  # not our business: the real reader will say so
-        except Rejected as exc:
-            if exc.code == Code.XML_DTD:
-                return [_problem(name, Code.XML_DTD, f"文件内部 {info.filename[:60]} 含有 DOCTYPE/实体声明(可被用于“实体膨胀”攻击),正常的 .xlsx 不含此内容,已拒收")]
+            data = zf.read(info)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
+            return [_problem(name, Code.ZIP_CORRUPT, f"文件数据已损坏(内部条目 {info.filename[:60]} 无法解压:{type(exc).__name__}),请重新保存后报送")]
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            data = data.decode("utf-16", errors="replace").encode("utf-8")
+        elif not data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+            continue
+        if any(m in data for m in _DTD_MARKS):
+            return [_problem(name, Code.XML_DTD, f"文件内部 {info.filename[:60]} 含有 DOCTYPE/实体声明(可被用于“实体膨胀”攻击),正常的 .xlsx 不含此内容,已拒收")]
+        count["elements"] += X.element_bound(data)
+        count["cells"] += len(_CELL_TAG.findall(data))
+        count["strings"] += len(_SI_TAG.findall(data))
+        if count["elements"] > limits.xml_elements or count["cells"] > limits.workbook_cells or count["strings"] > limits.shared_strings:
             what = (
                 f"单元格和批注超过 {limits.workbook_cells} 个" if count["cells"] > limits.workbook_cells
                 else f"共享文字超过 {limits.shared_strings} 条" if count["strings"] > limits.shared_strings
                 else f"XML 元素超过 {limits.xml_elements} 个"
             )
             return [_problem(name, Code.SHEET_ANOMALY, f"工作簿内容异常庞大({what},见 {info.filename[:60]}),不是正常的自评表,已拒收")]
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
-            return [_problem(name, Code.ZIP_CORRUPT, f"文件数据已损坏(内部条目 {info.filename[:60]} 无法解压:{type(exc).__name__}),请重新保存后报送")]
     return []
 
 
@@ -565,6 +534,9 @@ def _structure(name: str, zf: zipfile.ZipFile, limits: Limits) -> tuple[list[Pro
     ss = [r for r in wb_rels if r["Type"].endswith(REL_SHARED_STRINGS)]
     if ss and ss[0]["Target"].lower() in names:
         pkg.shared_strings = ss[0]["Target"].lower()
+    st = [r for r in wb_rels if r["Type"].endswith(REL_STYLES)]
+    if st and st[0]["Target"].lower() in names:
+        pkg.styles = st[0]["Target"].lower()
     return [], pkg
 
 
@@ -619,293 +591,53 @@ def _rejected_problem(name: str, exc: Rejected) -> Problem:
 # ------------------------------------------------------------------ the input sheet
 
 
-def col_index(letters: str) -> int:
-    n = 0
-    for ch in letters.upper():
-        n = n * 26 + ord(ch) - 64
-    return n
+@dataclass
+class SheetRead:
+    """The input sheet after its bounded pass: problems, the area's cells, their strings and formats."""
+
+    problems: list[Problem]
+    cells: dict[tuple[int, int], X.XCell] = field(default_factory=dict)
+    strings: dict[int, str] = field(default_factory=dict)
+    formats: list[str] = field(default_factory=list)
+
+    def value(self, address: str) -> tuple[object, str, str]:
+        """(value, data type, number format) of a cell by address (openpyxl's conventions)."""
+        return X.value(self.cells.get(parse_ref(address)), self.strings, self.formats)
 
 
-def col_letters(n: int) -> str:
-    s = ""
-    while n:
-        n, r = divmod(n - 1, 26)
-        s = chr(65 + r) + s
-    return s
-
-
-def parse_ref(ref: str) -> tuple[int, int] | None:
-    """(row, col) of an A1 reference the way openpyxl reads it ($ and lower case allowed)."""
-    m = _REF.match(ref)
-    if not m:
-        return None
-    return int(m.group(2)), col_index(m.group(1))
-
-
-def parse_range(ref: str) -> tuple[int, int, int, int] | None:
-    a, _, b = ref.partition(":")
-    p, q = parse_ref(a), parse_ref(b or a)
-    if p is None or q is None:
-        return None
-    return min(p[0], q[0]), min(p[1], q[1]), max(p[0], q[0]), max(p[1], q[1])
-
-
-def addr(row: int, col: int) -> str:
-    return f"{col_letters(col)}{row}"
-
-
-_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
-_NON_FINITE = re.compile(r"^\s*[+-]?(nan|inf|infinity)\s*$", re.IGNORECASE)
-#: OOXML escapes (_xHHHH_) of the characters kaohe refuses in text: Excel shows the character,
-#: openpyxl keeps the literal escape, so the two would read different text
-_ESCAPED_CONTROL = re.compile(r"_x(00[01][0-8BCEFbcef]|001[0-9A-Fa-f]|007[Ff]|00[89][0-9A-Fa-f]|200[B-Fb-f]|202[A-Ea-e]|206[6-9])_")
-_CELL_TYPES = frozenset({"n", "s", "str", "inlineStr", "b", "e", "d"})
-
-
-class _SheetScan:
-    """expat handlers for one worksheet part: order, duplicates, area, merges, raw values.
-
-    With ``collect=(max_row, max_col)`` it keeps the (type, text) of the cells in
-    that corner instead and stops after it (used to read the fingerprint sheet).
-    """
-
-    def __init__(self, file: str, sheet: str, area: tuple[int, int, int, int] | None, limits: Limits, collect: tuple[int, int] | None = None):
-        self.file, self.sheet, self.area, self.limits, self.collect = file, sheet, area, limits, collect
-        self.problems: list[Problem] = []
-        self.elements = 0
-        self.row = 0
-        self.col = 0
-        self.rows_seen = 0
-        self.seen: set[tuple[int, int]] = set()
-        self.filled: set[tuple[int, int]] = set()  # non-empty cells inside the area
-        self.shared: dict[tuple[int, int], int] = {}  # in-area cells holding a shared string
-        self.merges: list[str] = []
-        self.values: dict[tuple[int, int], tuple[str, str]] = {}
-        # the current cell
-        self.cell: tuple[int, int] | None = None
-        self.cell_type = "n"
-        self.has_formula = False
-        self.parts: dict[str, list[str]] = {"v": [], "t": [], "f": []}
-        self.into: str | None = None  # which of <v>, <t> (inside <is>), <f> is open
-        self.in_is = False
-        self.in_rph = 0
-
-    def add(self, code: Code, message: str, cell: str = "") -> None:
-        self.problems.append(_problem(self.file, code, message, self.sheet, cell, expected="考核办下发的自评表,只在黄色单元格中填写"))
-        if len(self.problems) >= self.limits.max_problems:
-            raise _Stop
-
-    def start(self, name: str, attrs: dict) -> None:
-        self.elements += 1
-        if self.elements > self.limits.sheet_elements:
-            self.add(Code.SHEET_ANOMALY, f"工作表内容异常庞大(超过 {self.limits.sheet_elements} 个元素),不是正常的自评表")
-            raise _Stop
-        tag = _local(name)
-        if tag == "row":
-            self._row(attrs)
-        elif tag == "c":
-            self._cell(attrs)
-        elif self.cell is not None:
-            if tag == "f":
-                self.has_formula = True
-                self.into = "f"
-            elif tag == "v":
-                self.into = "v"
-            elif tag == "is":
-                self.in_is = True
-            elif tag == "rPh":
-                self.in_rph += 1
-            elif tag == "t" and self.in_is and not self.in_rph:
-                self.into = "t"
-        elif tag == "mergeCell":
-            if len(self.merges) >= self.limits.merges:
-                self.add(Code.SHEET_ANOMALY, f"工作表中合并单元格过多(超过 {self.limits.merges} 处),不是正常的自评表")
-                raise _Stop
-            self.merges.append(attrs.get("ref", ""))
-
-    def _row(self, attrs: dict) -> None:
-        r = attrs.get("r")
-        if r is None:
-            n = self.row + 1
-        else:
-            try:
-                f = float(r)
-            except ValueError:
-                f = 0.0
-            if not f.is_integer() or not 1 <= f <= MAX_ROW:
-                self.add(Code.SHEET_ANOMALY, f"工作表中有无效的行号“{str(r)[:20]}”,文件结构已损坏")
-                raise _Stop
-            n = int(f)
-        if self.rows_seen and n <= self.row:
-            what = "重复出现" if n == self.row else f"出现在第 {self.row} 行之后"
-            self.add(Code.ROWS_OUT_OF_ORDER, f"工作表中第 {n} 行的记录{what}(行顺序错乱),不同软件会读出不同的数值,已拒收", cell=f"A{n}")
-        self.rows_seen += 1
-        self.row, self.col = n, 0
-        if self.collect and n > self.collect[0]:
-            raise _Stop
-
-    def _cell(self, attrs: dict) -> None:
-        ref = attrs.get("r")
-        if ref is None:
-            pos = (self.row, self.col + 1)
-        else:
-            pos = parse_ref(ref)
-            if pos is None or not (1 <= pos[0] <= MAX_ROW and 1 <= pos[1] <= MAX_COL):
-                self.add(Code.SHEET_ANOMALY, f"工作表中有无效的单元格引用“{str(ref)[:20]}”,文件结构已损坏")
-                raise _Stop
-        where = addr(*pos)
-        if len(self.seen) >= self.limits.sheet_cells:
-            self.add(Code.SHEET_ANOMALY, f"工作表中单元格过多(超过 {self.limits.sheet_cells} 个),不是正常的自评表")
-            raise _Stop
-        if pos in self.seen:
-            self.add(Code.DUPLICATE_CELL, f"单元格 {where} 在文件中出现了不止一次,不同软件会读出不同的数值,已拒收", where)
-        elif pos[0] != self.row:
-            self.add(Code.ROWS_OUT_OF_ORDER, f"单元格 {where} 被记录在第 {self.row} 行中(行列位置不一致),不同软件会读出不同的数值,已拒收", where)
-        elif pos[1] <= self.col:
-            self.add(Code.ROWS_OUT_OF_ORDER, f"单元格 {where} 的记录顺序错乱(出现在 {addr(self.row, self.col)} 之后),已拒收", where)
-        self.seen.add(pos)
-        self.col = pos[1]
-        self.cell = pos
-        self.cell_type = attrs.get("t", "n")
-        self.has_formula = False
-        self.parts = {"v": [], "t": [], "f": []}
-        self.into = None
-        self.in_is = False
-        self.in_rph = 0
-
-    def end(self, name: str) -> None:
-        tag = _local(name)
-        if self.cell is None:
-            return
-        if tag == "c":
-            self._end_cell()
-        elif tag in ("v", "f") or (tag == "t" and self.in_is and not self.in_rph):
-            self.into = None
-        elif tag == "is":
-            self.in_is = False
-        elif tag == "rPh":
-            self.in_rph -= 1
-
-    def chars(self, data: str) -> None:
-        if self.into and self.cell is not None:
-            buf = self.parts[self.into]
-            if len(buf) < 1000:
-                buf.append(data)
-
-    def _end_cell(self) -> None:
-        pos, self.cell = self.cell, None
-        v, t, f = ("".join(self.parts[k]) for k in ("v", "t", "f"))
-        kind = self.cell_type
-        if self.collect:
-            if pos[0] <= self.collect[0] and pos[1] <= self.collect[1]:
-                if self.has_formula:
-                    self.values[pos] = ("f", "=" + f)
-                elif kind == "inlineStr":
-                    self.values[pos] = ("str", t)
-                elif kind == "b":
-                    self.values[pos] = ("str", str(v.strip() not in ("", "0")))
-                else:
-                    self.values[pos] = (kind, v.strip() if kind == "s" else v)
-            return
-        filled = self.has_formula or bool(v.strip()) or bool(t.strip())
-        if not filled or self.area is None:
-            return
-        r1, c1, r2, c2 = self.area
-        where = addr(*pos)
-        if not (r1 <= pos[0] <= r2 and c1 <= pos[1] <= c2):
-            self.add(
-                Code.CELL_OUTSIDE_AREA,
-                f"单元格 {where} 在自评表的填报范围({addr(r1, c1)}:{addr(r2, c2)})之外却有内容,请删除表格范围以外的内容",
-                where,
-            )
-            return
-        self.filled.add(pos)
-        if self.has_formula:
-            return  # reported with its cell by the parser (a formula's cached value is never used)
-        if kind not in _CELL_TYPES:
-            self.add(Code.SHEET_ANOMALY, f"单元格 {where} 的类型标记“{kind[:10]}”无效,文件结构已损坏", where)
-        elif kind == "n" and not _NUMBER.match(v):
-            if _NON_FINITE.match(v):
-                self.add(Code.NOT_FINITE, f"单元格 {where} 的数值“{v.strip()[:20]}”不是有限数(NaN 或无穷大)", where)
-            else:
-                self.add(Code.SHEET_ANOMALY, f"单元格 {where} 记录为数值,内容“{v.strip()[:20]}”却不是数字,文件结构已损坏", where)
-        elif kind == "n" and not math.isfinite(float(v)):
-            self.add(Code.NOT_FINITE, f"单元格 {where} 的数值“{v.strip()[:20]}”超出范围(无穷大)", where)
-        elif kind == "b" and v.strip() not in ("0", "1"):
-            self.add(Code.SHEET_ANOMALY, f"单元格 {where} 记录为逻辑值,内容“{v.strip()[:20]}”却不是 0 或 1,文件结构已损坏", where)
-        elif kind == "s":
-            if not v.strip().isdigit():
-                self.add(Code.SHEET_ANOMALY, f"单元格 {where} 的共享文字编号“{v.strip()[:20]}”无效,文件结构已损坏", where)
-            else:
-                self.shared[pos] = int(v)
-        elif kind in ("inlineStr", "str"):
-            self.check_text(pos, t if kind == "inlineStr" else v)
-
-    def check_text(self, pos: tuple[int, int], text: str) -> None:
-        m = _ESCAPED_CONTROL.search(text)
-        if m:
-            where = addr(*pos)
-            self.add(Code.CONTROL_CHARS, f"单元格 {where} 的文字中含有转义的控制字符({m.group(0)}),在 Excel 中显示为不可见字符,请删除", where)
-
-    def finish(self, strings: Callable[[set[int]], dict[int, str]] | None = None) -> None:
-        """After the whole part: shared strings of the input cells, values hidden under merged ranges."""
-        if self.area is None:
-            return
-        if self.shared and strings is not None:
-            found = strings(set(self.shared.values()))
-            for pos, idx in sorted(self.shared.items()):
-                self.check_text(pos, found.get(idx, ""))
-        r1, c1, r2, c2 = self.area
-        covered: dict[tuple[int, int], str] = {}
-        budget = (r2 - r1 + 1) * (c2 - c1 + 1)
-        for ref in self.merges:
-            rng = parse_range(ref)
-            if rng is None:
-                self.add(Code.SHEET_ANOMALY, f"工作表中有无效的合并单元格区域“{ref[:30]}”,文件结构已损坏")
-                continue
-            top = (rng[0], rng[1])
-            for r in range(max(rng[0], r1), min(rng[2], r2) + 1):
-                for c in range(max(rng[1], c1), min(rng[3], c2) + 1):
-                    budget -= 1
-                    if budget < 0 or (r, c) in covered:
-                        self.add(Code.SHEET_ANOMALY, f"工作表中的合并单元格区域相互重叠({ref[:30]}),文件结构已损坏")
-                        return
-                    covered[(r, c)] = ref
-                    if (r, c) != top and (r, c) in self.filled:
-                        self.add(
-                            Code.VALUE_UNDER_MERGE,
-                            f"单元格 {addr(r, c)} 位于合并单元格 {ref} 之内却有内容(被合并区域遮住,屏幕上看不到),请取消合并后删除该内容",
-                            addr(r, c),
-                        )
-
-
-def scan_sheet(pkg: Package, sheet: str, lay: Layout) -> list[Problem]:
-    """The bounded streaming scan of the unit's input sheet against its layout."""
+def read_sheet(pkg: Package, sheet: str, lay: Layout) -> SheetRead:
+    """The bounded pass over the unit's input sheet against its layout: checks and values."""
     part = pkg.sheets.get(sheet)
     if part is None:
-        return []
-    area = parse_range(lay.area)
-    scan = _SheetScan(pkg.name, sheet, area, pkg.limits)
+        return SheetRead([])
+    limits = pkg.limits
+    scan = X.SheetScan(pkg.name, sheet, parse_range(lay.area), X.SheetLimits(limits.sheet_elements, limits.sheet_cells, limits.merges, limits.max_problems))
+    out = SheetRead(scan.problems, scan.cells)
+    data = b""
     try:
-        with pkg.open(part) as fh:
-            _stream(fh, _parser(scan.start, scan.end, scan.chars), pkg.limits.xml_part_bytes)
-        scan.finish(pkg.strings)
-    except _Stop:
-        pass
-    except Rejected as exc:
+        data = pkg.read(part)
+        scan.run(data)
+        out.strings = scan.finish(pkg.strings)
+        if not scan.problems:
+            out.formats = pkg.number_formats()
+    except X.XmlRefused as exc:
         if exc.code == Code.XML_DTD:
             scan.problems.append(_problem(pkg.name, Code.XML_DTD, "工作表含有 DOCTYPE/实体声明,正常的 .xlsx 不含此内容,已拒收", sheet))
         else:
-            scan.problems.append(_rejected_problem(pkg.name, Rejected(exc.code, exc.message or "工作表内容过大", sheet)))
-    except expat.ExpatError as exc:
-        cell = addr(*scan.cell) if scan.cell else ""
-        near = f"单元格 {cell} 处" if cell else f"第 {exc.lineno} 行第 {exc.offset} 列"
-        scan.problems.append(
-            _problem(pkg.name, Code.XML_MALFORMED, f"工作表数据格式错误({near}),含有 XML 不允许的字符(如不可见的控制字符)或格式已损坏,请删除该内容后重新保存", sheet, cell)
-        )
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            cell = X.cell_at(data, exc.line, exc.column)
+            near = f"单元格 {cell} 处" if cell else f"第 {exc.line} 行第 {exc.column} 列"
+            scan.problems.append(
+                _problem(pkg.name, Code.XML_MALFORMED, f"工作表数据格式错误({near}),含有 XML 不允许的字符(如不可见的控制字符)或格式已损坏,请删除该内容后重新保存", sheet, cell)
+            )
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
         scan.problems.append(_problem(pkg.name, Code.ZIP_CORRUPT, f"工作表数据已损坏({type(exc).__name__}),请重新保存后报送", sheet))
-    return scan.problems[: pkg.limits.max_problems]
+    del out.problems[limits.max_problems:]
+    return out
+
+
+def scan_sheet(pkg: Package, sheet: str, lay: Layout) -> list[Problem]:
+    """The problems of :func:`read_sheet` alone."""
+    return read_sheet(pkg, sheet, lay).problems
 
 
 def preflight(data: bytes, name: str, layout: Layout | None = None, limits: Limits = LIMITS) -> list[Problem]:

@@ -1,11 +1,10 @@
 """Stage 1, read: one returned workbook → its fingerprint, identity and raw input cells.
 
 Order: pre-flight checks the bytes and the zip container (:mod:`kaohe.preflight`);
-the fingerprint is streamed from the hidden sheet by pre-flight's guarded parser,
-which gives the unit and its layout; pre-flight then scans the input sheet
-against that layout; only a file that passed all of it is opened by openpyxl.
-Cells are fetched by the addresses of the unit's template layout, never by
-scanning rows. Everything the unit can get wrong becomes a ``Problem`` in
+the fingerprint is read from the hidden sheet, which gives the unit and its
+layout; one bounded pass over the input sheet (:mod:`kaohe.xlsx`) then checks
+its structure against that layout and keeps its cells. Values are taken by
+the addresses of the unit's template layout, never by scanning rows. Everything the unit can get wrong becomes a ``Problem`` in
 the result; nothing here raises for a bad workbook (a ``MemoryError`` is let
 through for :mod:`kaohe.isolation` to report).
 """
@@ -13,9 +12,7 @@ through for :mod:`kaohe.isolation` to report).
 from __future__ import annotations
 
 import hashlib
-import io
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,10 +95,11 @@ def unit_from_filename(name: str, registry: Registry) -> str | None:
 
 
 def read_workbook_bytes(data: bytes, name: str, catalog: Catalog, registry: Registry) -> ReadResult:
-    """Pre-flight (container) → fingerprint, streamed → pre-flight (input sheet) → openpyxl.
+    """Pre-flight (container) → fingerprint → the input sheet's bounded pass (checks and values).
 
-    No XML parser other than pre-flight's guarded, bounded one sees the file
-    before it has passed every check; openpyxl only opens files that did.
+    Every XML parser that sees the file refuses DOCTYPEs and works on parts whose
+    size and element count pre-flight has bounded; values are read only from a
+    sheet that passed every check.
     """
     res = ReadResult(file=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
     # until the fingerprint says otherwise, the file belongs to the unit its name gives
@@ -118,11 +116,11 @@ def read_workbook_bytes(data: bytes, name: str, catalog: Catalog, registry: Regi
         if L.FORM_SHEET not in pkg.sheets:
             res.problem(Code.SHEET_MISSING, f"缺少工作表「{L.FORM_SHEET}」", "不要删除或重命名工作表")
             return res
-        problems = preflight.scan_sheet(pkg, L.FORM_SHEET, lay)
-        if problems:
-            res.problems.extend(problems)
-            return res
-    _read_cells(data, res, lay)
+        sheet = preflight.read_sheet(pkg, L.FORM_SHEET, lay)
+    if sheet.problems:
+        res.problems.extend(sheet.problems)
+        return res
+    _read_form(sheet, res, lay)
     return res
 
 
@@ -180,46 +178,21 @@ def _read_fingerprint(pkg: preflight.Package, res: ReadResult, catalog: Catalog,
     return lay
 
 
-def _read_cells(data: bytes, res: ReadResult, lay: L.Layout) -> None:
-    """openpyxl, on a file that passed pre-flight: fixed-cell integrity, then the input cells by address."""
-    from openpyxl import load_workbook
-
-    try:
-        wb = load_workbook(io.BytesIO(data), read_only=False, data_only=False, keep_links=False, keep_vba=False)
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError) as exc:
-        res.problem(Code.FILE_UNREADABLE, f"文件损坏或不是有效的 .xlsx 工作簿({type(exc).__name__})", "考核办下发的 .xlsx 自评表")
-        return
-    except MemoryError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any parser failure is this unit's problem only
-        res.problem(Code.FILE_UNREADABLE, f"无法读取工作簿({type(exc).__name__})", "考核办下发的 .xlsx 自评表")
-        return
-    try:
-        _read_form(wb, res, lay)
-    finally:
-        wb.close()
-
-
-def _read_form(wb, res: ReadResult, lay: L.Layout) -> None:
-    if L.FORM_SHEET not in wb.sheetnames:
-        res.problem(Code.SHEET_MISSING, f"缺少工作表「{L.FORM_SHEET}」", "不要删除或重命名工作表")
-        return
-    ws = wb[L.FORM_SHEET]
-    for addr, expected in lay.fixed_cells:
-        actual = _cell_text(ws[addr].value)
+def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> None:
+    """Fixed-cell integrity, identity and the input cells, by the template's addresses."""
+    for address, expected in lay.fixed_cells:
+        actual = _cell_text(sheet.value(address)[0])
         if actual != normalize_text(expected):
             res.problem(
                 Code.TEMPLATE_EDITED,
                 f"模板内容被修改:此处应为“{expected[:40]}”,实际为“{actual[:40]}”",
                 "恢复考核办下发的原内容",
                 sheet=L.FORM_SHEET,
-                cell=addr,
+                cell=address,
             )
     res.unit_id = lay.unit.unit_id
-    res.identity = {
-        key: _cell_text(ws[addr].value) for key, (_, _, addr) in L.INPUT_IDENTITY.items()
-    }
+    res.identity = {key: _cell_text(sheet.value(address)[0]) for key, (_, _, address) in L.INPUT_IDENTITY.items()}
     for block in lay.blocks:
-        for _key, _spec, addr in block.inputs():
-            c = ws[addr]
-            res.cells[addr] = RawCell(addr, c.value, c.data_type, c.number_format or "General")
+        for _key, _spec, address in block.inputs():
+            value, data_type, number_format = sheet.value(address)
+            res.cells[address] = RawCell(address, value, data_type, number_format)
