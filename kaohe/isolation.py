@@ -140,7 +140,7 @@ def _context():
     if _CONTEXT is None:
         if "forkserver" in mp.get_all_start_methods():
             ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["__main__", "kaohe.reading", "openpyxl"])
+            ctx.set_forkserver_preload(["__main__", "kaohe.reading", "kaohe.submission", "kaohe.xlsx", "openpyxl.styles.numbers"])
         else:  # pragma: no cover - not Linux
             ctx = mp.get_context("spawn")
         _CONTEXT = ctx
@@ -187,7 +187,7 @@ class _Worker:
         return code
 
 
-def _sha256(path: Path) -> tuple[str, int]:
+def file_sha256(path: Path) -> tuple[str, int]:
     h, size = hashlib.sha256(), 0
     try:
         with path.open("rb") as fh:
@@ -202,7 +202,7 @@ def _sha256(path: Path) -> tuple[str, int]:
 def failed_read(path: Path, registry: Registry, code: Code, message: str, *, name: str | None = None) -> ReadResult:
     """The result for a file whose reading failed: its hash, the unit its name gives, one problem."""
     name = name or path.name
-    sha, size = _sha256(path)
+    sha, size = file_sha256(path)
     res = ReadResult(file=name, sha256=sha, size=size)
     res.claimed_unit = unit_from_filename(name, registry)
     res.problems.append(Problem(code, name, message, EXPECTED))

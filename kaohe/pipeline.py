@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -22,14 +23,15 @@ from kaohe.catalog import Catalog
 from kaohe.errors import Code, Problem, ReviewError, RunExistsError
 from kaohe.outputs import write_feedback_xlsx, write_items_csv, write_results_csv, write_results_xlsx
 from kaohe.ranking import rank_all
-from kaohe.isolation import read_in_process, read_isolated
+from kaohe.cache import IngestCache
+from kaohe.isolation import file_sha256, read_in_process, read_isolated
 from kaohe.preflight import NOT_A_WORKBOOK_CODES
 from kaohe.reading import ReadResult
 from kaohe.registry import Registry
 from kaohe.review import ReviewRow, apply_review, check_components
 from kaohe.schemas.validation import validate_submissions
 from kaohe.scoring import UnitResult, score_unit, unscored
-from kaohe.submission import Submission, parse_submission
+from kaohe.submission import Submission, ingest_file, parse_submission
 
 FILE_STATES = ("scored", "rejected", "duplicate", "unknown_unit", "not_a_workbook")
 
@@ -64,15 +66,81 @@ def read_stage(paths: list[Path], catalog: Catalog, registry: Registry, *, isola
     child process with memory and time limits (:mod:`kaohe.isolation`); without it
     files are read in this process, with the same pre-flight checks but no limits.
     """
+    return ingest_stage(paths, catalog, registry, isolate=isolate)
+
+
+def batches(items: list, workers: int, *, smallest: int = 10, largest: int = 100) -> list[list]:
+    """``items`` cut into consecutive batches: about four per worker (so progress moves and
+    a slow batch does not hold the others), each between ``smallest`` and ``largest`` long,
+    so that a task's fixed cost (Prefect ~10 ms per task, more on Dask) stays small."""
+    if not items:
+        return []
+    size = max(smallest, min(largest, math.ceil(len(items) / max(1, workers * 4))))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@dataclass
+class IngestPlan:
+    """Which files must be read and which come from the cache (by content)."""
+
+    files: list[Path]
+    done: dict[int, ReadResult] = field(default_factory=dict)  # index → cached result
+    todo: list[tuple[int, Path]] = field(default_factory=list)
+
+
+def ingest_plan(paths: list[Path], cache: IngestCache | None) -> IngestPlan:
+    plan = IngestPlan(list(paths))
+    for i, p in enumerate(plan.files):
+        hit = None
+        if cache is not None:
+            sha, _size = file_sha256(p)
+            hit = cache.get(p.name, sha)
+        if hit is not None:
+            plan.done[i] = hit
+        else:
+            plan.todo.append((i, p))
+    return plan
+
+
+def ingest_batch(paths: list[Path], catalog: Catalog, registry: Registry, *, isolate: bool = True) -> list[ReadResult]:
+    """Read and parse a batch of workbooks, one isolated child for the batch (reused file after
+    file, replaced after a failure); results in order, each with its ``submission``."""
     if isolate:
-        return read_isolated(paths, catalog, registry)
-    return read_in_process(paths, catalog, registry)
+        return read_isolated(paths, catalog, registry, reader=ingest_file, workers=1, max_tasks_per_child=max(1, len(paths)))
+    return read_in_process(paths, catalog, registry, reader=ingest_file)
+
+
+def ingest_finish(plan: IngestPlan, read: list[tuple[int, ReadResult]], cache: IngestCache | None) -> list[ReadResult]:
+    """Cached and freshly read results in the files' order; fresh ones go into the cache."""
+    out: dict[int, ReadResult] = dict(plan.done)
+    for i, r in read:
+        out[i] = r
+        if cache is not None:
+            cache.put(r)
+    assert len(out) == len(plan.files)
+    return [out[i] for i in range(len(plan.files))]
+
+
+def ingest_stage(
+    paths: list[Path], catalog: Catalog, registry: Registry, *, cache: IngestCache | None = None, workers: int | None = None, isolate: bool = True
+) -> list[ReadResult]:
+    """Every file read and parsed, in order, without Prefect (the flow runs the same steps as
+    tasks): cache lookups, then the rest in ``workers`` isolated children."""
+    plan = ingest_plan(paths, cache)
+    todo = [p for _, p in plan.todo]
+    n = workers or min(os.cpu_count() or 1, 4)
+    if isolate:
+        fresh = read_isolated(todo, catalog, registry, reader=ingest_file, workers=n, max_tasks_per_child=10_000)
+    else:
+        fresh = read_in_process(todo, catalog, registry, reader=ingest_file)
+    return ingest_finish(plan, [(i, r) for (i, _), r in zip(plan.todo, fresh)], cache)
 
 
 def parse_stage(reads: list[ReadResult], catalog: Catalog, registry: Registry) -> list[Submission]:
+    """Each read's submission (already parsed when it was ingested)."""
     subs = []
     for r in reads:
-        s = parse_submission(r, catalog, registry)
+        s = r.submission if r.submission is not None else parse_submission(r, catalog, registry)
         if s is not None:
             subs.append(s)
     return subs

@@ -15,6 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kaohe import layout as L
 from kaohe import preflight
@@ -22,6 +23,9 @@ from kaohe.catalog import Catalog
 from kaohe.errors import Code, Problem
 from kaohe.parsing import RawCell, normalize_text
 from kaohe.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kaohe.submission import Submission
 
 _FILENAME_UNIT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]{0,31})_")
 
@@ -43,6 +47,8 @@ class ReadResult:
     #: the unit whose own, current template this file verifiably is (fingerprint and layout
     #: digest match), even when the file is then refused: it still counts as one of its files
     template_unit: str | None = None
+    #: the parsed submission (``kaohe.submission.ingest_file`` reads and parses in one step)
+    submission: "Submission | None" = None
 
     def problem(self, code: Code, message: str, expected: str = "", sheet: str = "", cell: str = "") -> None:
         self.problems.append(Problem(code, self.file, message, expected, sheet, cell))

@@ -90,3 +90,13 @@ def parse_submission(read: ReadResult, catalog: Catalog, registry: Registry) -> 
             sub.entries[(block.item_id, key)] = entry
     return sub
 
+
+
+def ingest_file(path, catalog: Catalog, registry: Registry) -> ReadResult:
+    """Read one workbook and parse its cells in one step (what each isolated reader child runs):
+    the result carries its ``submission`` (None when the file could not be tied to a unit)."""
+    from kaohe.reading import read_workbook
+
+    res = read_workbook(path, catalog, registry)
+    res.submission = parse_submission(res, catalog, registry)
+    return res

@@ -284,35 +284,73 @@ def render_run(
     previous: dict[str, dict] | None = None,
     watch=None,
     previous_catalog: Catalog | None = None,
+    *,
+    workers: int | None = None,
+    cache_root: str | Path | None = None,
+    on_done=None,
 ) -> list[Path]:
     """Every document of a run: bulletin.pdf, scorecards/<unit_id>.pdf, feedback/<…>_退回意见.pdf;
-    with ``watch`` (the run's watch list) also office_report.pdf and diagnostics.xlsx."""
+    with ``watch`` (the run's watch list) also office_report.pdf and diagnostics.xlsx.
+
+    Layout runs in ``workers`` processes (default: one per core; ``workers=0`` renders
+    in this process). The bulletin and the office report go first, each in its own
+    worker, while the scorecards and feedback letters follow in batches. With
+    ``cache_root``, a scorecard or letter whose HTML is unchanged since an earlier
+    run is copied from the PDF cache. ``on_done(n)`` is called as documents finish.
+    """
+    from kaohe.pipeline import batches
+    from kaohe.report import jobs as J
+
     run_dir = Path(run_dir)
     settings = settings.resolved(catalog)
     t0 = time.perf_counter()
-    out = [render_bulletin(results, catalog, settings, run_dir / "bulletin.pdf", previous, previous_catalog)]
+    cache = str(cache_root) if cache_root else None
+    done = on_done or (lambda n: None)
+    out: list[Path] = []
+    diagnostics = None
     if watch is not None:
         from kaohe.insight import indicator_diagnostics
 
         diagnostics = indicator_diagnostics(results, catalog)
-        out.append(render_office_report(results, catalog, run_dir / "office_report.pdf", watch, diagnostics))
+    documents = list(J.scorecard_jobs(run_dir, results, catalog, settings)) + list(J.feedback_jobs(run_dir, results, catalog, intake, settings))
+    stats = {"rendered": 0, "cached": 0}
+
+    def take(res: J.BatchResult, relog: bool) -> None:
+        if relog:
+            res.relog()
+        out.extend(res.paths)
+        stats["rendered"] += res.rendered
+        stats["cached"] += res.cached
+        done(len(res.paths))
+
+    if workers == 0:
+        out.append(render_bulletin(results, catalog, settings, run_dir / "bulletin.pdf", previous, previous_catalog))
+        done(1)
+        if diagnostics is not None:
+            out.append(render_office_report(results, catalog, run_dir / "office_report.pdf", watch, diagnostics))
+            done(1)
+        for batch in batches(documents, 1):
+            take(J.render_batch(batch, cache), relog=False)
+    else:
+        n = workers or J.workers_default()
+        with J.local_pool(n) as pool:
+            big = [pool.submit(J.call_collecting, render_bulletin, results, catalog, settings, run_dir / "bulletin.pdf", previous, previous_catalog)]
+            if diagnostics is not None:
+                big.append(pool.submit(J.call_collecting, render_office_report, results, catalog, run_dir / "office_report.pdf", list(watch), diagnostics))
+            small = [pool.submit(J.render_batch, batch, cache) for batch in batches(documents, n, smallest=2, largest=25)]
+            for f in big:
+                path, warnings = f.result()
+                J.relog(warnings)
+                out.append(path)
+                done(1)
+            for f in small:
+                take(f.result(), relog=True)
+    if diagnostics is not None:
         out.append(write_diagnostics_xlsx(run_dir / "diagnostics.xlsx", diagnostics, catalog))
-    by_group: dict[str, list[UnitResult]] = {}
-    for r in results:
-        by_group.setdefault(r.unit.group, []).append(r)
-    for r in results:
-        if r.status == "scored" and r.final is not None:
-            out.append(render_scorecard(r, by_group[r.unit.group], catalog, settings, run_dir / "scorecards" / f"{r.unit_id}.pdf"))
-    units = {r.unit_id: r.unit for r in results}
-    for file, problems in sorted(intake.problems.items()):
-        if not problems:
-            continue
-        uid = intake.file_unit.get(file, "")
-        unit = units.get(uid) if uid else None
-        label = f"{unit.unit_name}({uid})" if unit else "未能识别"
-        name = feedback_name(file, uid, unit is not None)
-        out.append(render_feedback(file, label, problems, catalog, settings, run_dir / "feedback" / name))
-    log.info("rendered %d PDF files in %.1f s", len(out), time.perf_counter() - t0)
+    log.info(
+        "rendered %d PDF files in %.1f s (%d laid out, %d from the PDF cache)",
+        len(out), time.perf_counter() - t0, stats["rendered"], stats["cached"],
+    )
     return out
 
 
