@@ -1,20 +1,37 @@
 """The year-end flow: wires the plain stages of kaohe.pipeline as Prefect tasks.
 
-Retries only on I/O (loading inputs, reading workbooks, writing the run);
-the computing stages are deterministic, so retrying them could only repeat
-a bug. Results are not cached yet: every run reads every file.
+Per-unit work (reading+parsing workbooks, laying out scorecards and feedback
+letters) runs as batch tasks: on local threads, each batch in its own
+isolated reader child or in the local layout pool, or with ``--dask ADDRESS``
+on a Dask cluster (prefect-dask), each batch in a Dask worker. Batches are
+sized so Prefect's per-task cost stays a few percent of the work
+(``kaohe.pipeline.batches``). Group-level stages (validate, review, score,
+rank, insight, bulletin) run once.
+
+Re-runs are incremental by content (``kaohe.cache``): a workbook whose bytes,
+name, catalog, registry and code are unchanged is not read again; a document
+whose HTML is unchanged is not laid out again. The manifest's ``work`` says
+what was read and what came from the cache.
+
+Retries only on I/O (loading inputs, reading workbooks, rendering and
+writing the run); the computing stages are deterministic, so retrying them
+could only repeat a bug.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from kaohe import pipeline as P
 from kaohe.catalog import Catalog, load_catalog
 from kaohe.paths import bundled
+from kaohe.progress import current as progress
+from kaohe.reading import ReadResult
 from kaohe.registry import Registry, load_registry
 from kaohe.outputs import write_watchlist_csv
 from kaohe.review import load_components, load_review
@@ -32,19 +49,60 @@ def load_inputs_task(catalog_path: Path, registry_path: Path, review_path: Path 
     return catalog, registry, review_rows, components
 
 
-@task(name="read", **IO)
-def read_task(paths: list[Path], catalog: Catalog, registry: Registry):
-    return P.read_stage(paths, catalog, registry)
+def _may_fork() -> bool:
+    """Whether this process may start reader children (a Dask worker's process is daemonic)."""
+    import multiprocessing as mp
+
+    return not mp.current_process().daemon
 
 
-@task(name="parse", **PURE)
-def parse_task(reads, catalog: Catalog, registry: Registry):
-    return P.parse_stage(reads, catalog, registry)
+@task(name="ingest-batch", **IO)
+def ingest_task(batch: list[tuple[int, Path]], catalog: Catalog, registry: Registry, isolate: bool = True) -> list[tuple[int, ReadResult]]:
+    """Read and parse one batch of workbooks (indices kept so results go back in order)."""
+    paths = [Path(p) for _, p in batch]
+    isolated = isolate and _may_fork()
+    if isolate and not isolated:
+        get_run_logger().warning("this worker process may not start children: %d workbooks read without isolation limits", len(paths))
+    reads = P.ingest_batch(paths, catalog, registry, isolate=isolated)
+    return [(i, r) for (i, _), r in zip(batch, reads)]
+
+
+#: the local layout pool of the flow run in progress (None: lay out in the task's own process, e.g. on Dask)
+_POOL = None
+
+
+@task(name="render-batch", **IO)
+def render_batch_task(jobs: list, cache_root: str | None):
+    """Lay out one batch of scorecards/feedback letters (PDF cache first)."""
+    from kaohe.report import jobs as J
+
+    if _POOL is not None:
+        res = _POOL.submit(J.render_batch, jobs, cache_root).result()
+        res.relog()
+        return res
+    return J.render_batch(jobs, cache_root)
+
+
+@task(name="render-document", **IO)
+def render_document_task(kind: str, run: Path, results, catalog: Catalog, settings, previous, watch, previous_catalog, diagnostics) -> Path:
+    """The bulletin or the office report: one document over every unit."""
+    from kaohe.report import jobs as J
+    from kaohe.report.render import render_bulletin, render_office_report
+
+    if kind == "bulletin":
+        fn, args = render_bulletin, (results, catalog, settings, run / "bulletin.pdf", previous, previous_catalog)
+    else:
+        fn, args = render_office_report, (results, catalog, run / "office_report.pdf", list(watch), diagnostics)
+    if _POOL is not None:
+        path, warnings = _POOL.submit(J.call_collecting, fn, *args).result()
+        J.relog(warnings)
+        return path
+    return fn(*args)
 
 
 @task(name="validate", **PURE)
-def validate_task(reads, subs, catalog: Catalog, registry: Registry):
-    return P.validate_stage(reads, subs, catalog, registry)
+def validate_task(reads, catalog: Catalog, registry: Registry):
+    return P.validate_stage(reads, P.parse_stage(reads, catalog, registry), catalog, registry)
 
 
 @task(name="review", **PURE)
@@ -71,14 +129,6 @@ def insight_task(results, catalog: Catalog, draws: int, seed: int):
     for r in results:
         r.robustness = robust.get(r.unit_id)
     return results, watch_list(results, catalog)
-
-
-@task(name="render", **IO)
-def render_task(run: Path, results, catalog: Catalog, intake, settings, previous, watch, previous_catalog):
-    """bulletin.pdf, scorecards/, feedback/ PDFs, office_report.pdf and diagnostics.xlsx (WeasyPrint, bundled font)."""
-    from kaohe.report.render import render_run
-
-    return render_run(run, results, catalog, intake, settings, previous, watch=watch, previous_catalog=previous_catalog)
 
 
 def previous_catalog(year: int, last_run: Path | None) -> tuple[Catalog | None, str | None]:
@@ -108,14 +158,19 @@ def previous_results(year: int, out: str, previous: str | None) -> tuple[dict[st
             return {r["unit_id"]: r for r in csv.DictReader(fh)}, str(previous), Path(previous).parent
     from kaohe import archive
 
-    db = Path(out) / "kaohe.sqlite"
-    if not db.is_file():
-        return {}, None, None
-    engine = archive.connect(archive.default_url(out))
-    pub = archive.current(engine, year - 1)
-    if pub is None:
-        return {}, None, None
-    return archive.published_rows(engine, year - 1), f"{db}#{year - 1}", Path(pub.run_path)
+    url = archive.resolve_url(out)  # KAOHE_DB (e.g. PostgreSQL), else out/kaohe.sqlite
+    db = archive.sqlite_file(url)
+    if db is not None and not db.is_file():
+        return {}, None, None  # nothing published yet; looking must not create an empty archive
+    engine = archive.connect(url)
+    try:
+        pub = archive.current(engine, year - 1)
+        if pub is None:
+            return {}, None, None
+        source = str(db) if db is not None else archive.display_url(url)
+        return archive.published_rows(engine, year - 1), f"{source}#{year - 1}", Path(pub.run_path)
+    finally:
+        engine.dispose()
 
 
 @task(name="write-run", **IO)
@@ -176,7 +231,72 @@ def resolve(year: int, catalog: str | None, registry: str | None, submissions: s
     }
 
 
-@flow(name="kaohe-year-end", log_prints=False, validate_parameters=True)
+def _workers() -> int:
+    import os
+
+    return max(1, os.cpu_count() or 1)
+
+
+def _ingest(files: list[Path], cat: Catalog, reg: Registry, cache, dask: bool) -> tuple[list[ReadResult], dict]:
+    """Cache lookups, then the rest in batch tasks; results in the files' order."""
+    plan = P.ingest_plan(files, cache)
+    stage = progress().stage("ingest", "读取并解析自评表", total=len(files), unit="份")
+    with stage:
+        stage.advance(len(plan.done))
+        futures = [ingest_task.submit(batch, cat, reg) for batch in P.batches(plan.todo, _workers())]
+        read: list[tuple[int, ReadResult]] = []
+        for fut in as_completed(futures):
+            got = fut.result()
+            read.extend(got)
+            stage.advance(len(got))
+    reads = P.ingest_finish(plan, read, cache)
+    work = {"files": len(files), "read": len(plan.todo), "from_cache": len(plan.done), "batches": len(futures)}
+    get_run_logger().info(
+        "ingest: %d files, %d read and parsed in %d batches, %d unchanged (from the cache)",
+        len(files), len(plan.todo), len(futures), len(plan.done),
+    )
+    return reads, work
+
+
+def _render(run: Path, results, cat: Catalog, intake, settings, previous, watch, previous_catalog, cache_root: str | None, dask: bool) -> dict:
+    """Bulletin, office report, scorecards and feedback letters; returns what was laid out."""
+    from kaohe.insight import indicator_diagnostics
+    from kaohe.report import jobs as J
+    from kaohe.report.office import write_diagnostics_xlsx
+
+    global _POOL
+    settings = settings.resolved(cat)
+    diagnostics = indicator_diagnostics(results, cat)
+    documents = list(J.scorecard_jobs(run, results, cat, settings)) + list(J.feedback_jobs(run, results, cat, intake, settings))
+    stage = progress().stage("render", "生成 PDF(通报、成绩单、退回意见)", total=len(documents) + 2, unit="份")
+    pool = None if dask else J.local_pool(_workers())
+    _POOL = pool
+    try:
+        with stage:
+            big = [
+                render_document_task.submit(kind, run, results, cat, settings, previous, watch, previous_catalog, diagnostics)
+                for kind in ("bulletin", "office")
+            ]
+            small = [render_batch_task.submit(b, cache_root) for b in P.batches(documents, _workers(), smallest=2, largest=25)]
+            laid_out = cached = 0
+            for fut in as_completed(big + small):
+                res = fut.result()
+                if isinstance(res, Path):
+                    stage.advance(1)
+                else:
+                    laid_out += res.rendered
+                    cached += res.cached
+                    stage.advance(len(res.paths))
+    finally:
+        _POOL = None
+        if pool is not None:
+            pool.shutdown()
+    write_diagnostics_xlsx(run / "diagnostics.xlsx", diagnostics, cat)
+    get_run_logger().info("render: %d documents laid out, %d unchanged (from the PDF cache)", laid_out + 2, cached)
+    return {"documents": len(documents) + 2, "laid_out": laid_out + 2, "from_cache": cached, "batches": len(small)}
+
+
+@flow(name="kaohe-year-end", log_prints=False, validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=_workers()))
 def year_end(
     year: int,
     catalog: str | None = None,
@@ -192,18 +312,27 @@ def year_end(
     issue_date: str = "",
     issuer: str = "",
     render: bool = True,
+    cache: bool = True,
+    dask: str | None = None,
 ) -> str:
-    """Score one year: returns the new run folder."""
+    """Score one year: returns the new run folder.
+
+    ``cache``: reuse unchanged files' reads and unchanged documents' PDFs from
+    ``<out>/.cache``. ``dask``: the Dask scheduler's address when the flow runs
+    with a ``DaskTaskRunner`` (``kaohe run --dask``); recorded in the manifest.
+    """
+    from kaohe.cache import IngestCache
+
     paths = resolve(year, catalog, registry, submissions, review, components)
     cat, reg, review_rows, comps = load_inputs_task(paths["catalog"], paths["registry"], paths["review"], paths["components"])
     if cat.year != year:
         from kaohe.errors import RunError
 
         raise RunError(f"指标体系 {paths['catalog']} 的年度为 {cat.year},与 --year {year} 不一致")
+    cache_root = Path(out) / ".cache" if cache else None
     files = P.list_submission_files(paths["submissions"])
-    reads = read_task(files, cat, reg)
-    subs = parse_task(reads, cat, reg)
-    intake = validate_task(reads, subs, cat, reg)
+    reads, ingest_work = _ingest(files, cat, reg, IngestCache(cache_root, cat, reg) if cache_root else None, bool(dask))
+    intake = validate_task(reads, cat, reg)
     reviewed, changes, notes = review_task(review_rows, intake, cat, reg)
     results = rank_task(score_task(intake, reviewed, changes, comps, cat, reg), cat)
     results, watch = insight_task(results, cat, draws, seed)
@@ -211,17 +340,19 @@ def year_end(
     write_watchlist_csv(run / "watchlist.csv", watch)
     last_year, last_source, last_run = previous_results(year, out, previous)
     last_catalog, last_catalog_source = previous_catalog(year, last_run) if last_year else (None, None)
+    render_work: dict = {}
     if render:
         from kaohe.report.render import BulletinSettings
 
         settings = BulletinSettings(doc_number=doc_number, issue_date=issue_date, issuer=issuer, draws=draws)
-        render_task(run, results, cat, intake, settings, last_year or None, watch, last_catalog)
+        render_work = _render(run, results, cat, intake, settings, last_year or None, watch, last_catalog, str(cache_root) if cache_root else None, bool(dask))
     input_files = P.archive_inputs(
         run, {k: v for k, v in paths.items() if k != "submissions"}, files
     )
     params = {"year": year, "out": out, "draws": draws, "seed": seed, "previous_results": last_source,
               "previous_catalog": last_catalog_source,
-              "doc_number": doc_number, "issue_date": issue_date, "issuer": issuer, "render": render} | {k: (str(v) if v else None) for k, v in paths.items()}
+              "doc_number": doc_number, "issue_date": issue_date, "issuer": issuer, "render": render,
+              "cache": cache, "dask": dask} | {k: (str(v) if v else None) for k, v in paths.items()}
     manifest = write_task(
         run,
         catalog=cat,
@@ -233,6 +364,7 @@ def year_end(
         review_notes=notes,
         review_rows=len(review_rows),
         changes=changes,
+        work={"runner": f"dask {dask}" if dask else f"local, {_workers()} processes", "ingest": ingest_work, "render": render_work},
     )
     summary_task(manifest, results, watch)
     return str(run)

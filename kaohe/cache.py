@@ -25,6 +25,7 @@ cache folder can already change the code that reads it. Delete the folder
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -75,8 +76,9 @@ class IngestCache:
         from kaohe import layout as L
         from kaohe.preflight import LIMITS
 
+        units = [(u.unit_id, u.unit_name, u.group, sorted(u.tags)) for u in registry.units]  # sets: no stable repr
         salt = "\n".join(
-            [catalog.content_hash, repr(registry.units), repr(LIMITS), str(L.LAYOUT_VERSION), code_fingerprint()]
+            [catalog.content_hash, json.dumps(units, ensure_ascii=False), repr(LIMITS), str(L.LAYOUT_VERSION), code_fingerprint()]
         )
         self.salt = hashlib.sha256(salt.encode()).hexdigest()
         self.dir = Path(root) / "ingest" / self.salt[:16]

@@ -104,11 +104,23 @@ def cmd_sample(args) -> int:
 
 def cmd_run(args) -> int:
     from kaohe.pipeline import environment_defaults
+    from kaohe import progress as PG
 
+    if args.quiet:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"  # before Prefect is imported
     environment_defaults()
     from kaohe.flows.year_end import year_end
 
-    run = year_end(
+    PG.use(PG.Progress(quiet=args.quiet))
+    flow = year_end
+    if args.dask:
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            print("使用 --dask 需要先安装 prefect-dask:pip install -e \".[dask]\"", file=sys.stderr)
+            return 2
+        flow = year_end.with_options(task_runner=DaskTaskRunner(address=args.dask))
+    run = flow(
         year=args.year,
         catalog=args.catalog,
         registry=args.registry,
@@ -123,15 +135,20 @@ def cmd_run(args) -> int:
         issue_date=args.issue_date or "",
         issuer=args.issuer or "",
         render=not args.no_pdf,
+        cache=not args.no_cache,
+        dask=args.dask,
     )
-    _summary(Path(run))
+    if args.quiet:
+        print(run)
+    else:
+        _summary(Path(run))
     return 0
 
 
 def _db_url(args, out_root: Path) -> str:
-    from kaohe.archive import default_url
+    from kaohe.archive import resolve_url
 
-    return args.db or os.environ.get("KAOHE_DB") or default_url(out_root)
+    return resolve_url(out_root, args.db)
 
 
 def cmd_publish(args) -> int:
@@ -255,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--issue-date", help="通报日期,如 2026年1月15日(默认:今天)")
     r.add_argument("--issuer", help="发文机关(默认:指标体系中的 issuer)")
     r.add_argument("--no-pdf", action="store_true", help="不生成 PDF 通报与记分卡")
+    r.add_argument("--no-cache", action="store_true", help="不使用 <out>/.cache 中未变化文件的读取结果和 PDF(全部重新读取、排版)")
+    r.add_argument("--dask", metavar="ADDRESS", help="在已有的 Dask 集群上运行逐单位的读取与排版,如 tcp://10.0.0.5:8786(需 pip install -e \".[dask]\")")
+    r.add_argument("--quiet", action="store_true", help="不显示进度和摘要,只输出新运行目录的路径(供脚本使用)")
     r.set_defaults(func=cmd_run)
     sv = sub.add_parser("serve", help="把年终计分流程注册为 Prefect 部署,供在 Prefect 界面中触发")
     sv.add_argument("--year", type=int, default=_year_default())

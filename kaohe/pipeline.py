@@ -314,7 +314,12 @@ def write_run(
     review_notes: list[str],
     review_rows: int,
     changes: dict,
+    work: dict | None = None,
 ) -> dict:
+    """results.csv, items.csv, results.xlsx, feedback workbooks and manifest.json.
+
+    ``work`` says what the run actually did (files read vs taken from the cache,
+    documents laid out vs copied, where: local processes or a Dask cluster)."""
     write_results_csv(run / "results.csv", results, catalog)
     write_items_csv(run / "items.csv", results)
     write_results_xlsx(run / "results.xlsx", results, catalog, {f: ps for f, ps in intake.problems.items() if ps})
@@ -355,6 +360,7 @@ def write_run(
         "units": {
             s: sum(1 for r in results if r.status == s) for s in ("scored", "missing", "rejected")
         },
+        "work": work or {},
         "review": {"rows": review_rows, "changed_values": sum(len(c) for u in changes.values() for c in u.values()), "not_applied": review_notes},
         "outputs": sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and "inputs" not in p.relative_to(run).parts),
     }

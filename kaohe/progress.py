@@ -350,3 +350,18 @@ class Progress:
 
 NULL = Progress.null()
 """Shared do-nothing reporter for library callers and tests."""
+
+
+_CURRENT: Progress = NULL
+
+
+def use(progress: Progress) -> Progress:
+    """Make ``progress`` the one long-running code reports to (the CLI sets it; default: NULL)."""
+    global _CURRENT
+    previous, _CURRENT = _CURRENT, progress
+    return previous
+
+
+def current() -> Progress:
+    """The progress reporter set by :func:`use` (NULL unless a CLI command set one)."""
+    return _CURRENT
