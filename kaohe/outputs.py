@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from openpyxl import Workbook
+from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.cell.cell import Cell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
@@ -201,41 +202,94 @@ def write_watchlist_csv(path: Path, entries) -> None:
     _write_csv(path, ["unit_id", "kind", "detail"], ({"unit_id": e.unit_id, "kind": e.kind, "detail": e.detail_cn} for e in entries))
 
 
+def _value(value):
+    """What ``put`` stores for a value (numbers as numbers, text cleaned), without a cell."""
+    if isinstance(value, (Fraction, Decimal)):
+        return float(value)
+    if isinstance(value, str):
+        text = clean_text(value)
+        return float(text) if re.fullmatch(r"-?\d+\.\d\d", text) else text
+    return value
+
+
+def _stream_sheet(wb: Workbook, title: str, headers: list[str], rows, widths: dict[int, int] | None = None) -> None:
+    """A sheet of a write-only workbook: rows streamed to disk as they come (flat memory at
+    any number of units); the same look and the same formula safety as :func:`_sheet`."""
+    from openpyxl.cell import WriteOnlyCell
+
+    ws = wb.create_sheet(title)
+    for c in range(1, len(headers) + 1):
+        ws.column_dimensions[get_column_letter(c)].width = (widths or {}).get(c, 12)
+    ws.freeze_panes = "C2"
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = Worksheet.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
+    head_fill = PatternFill("solid", fgColor="D9E1F2")
+    bold = Font(bold=True)
+    centre = Alignment(horizontal="center", vertical="center", wrap_text=True)
+
+    def cell(v, head: bool = False):
+        c = WriteOnlyCell(ws, value=_value(v))
+        if isinstance(c.value, str):
+            c.data_type = "s"  # openpyxl would otherwise store '=…' as a formula
+        elif isinstance(c.value, float):
+            c.number_format = "0.00"
+        if head:
+            c.font, c.fill, c.alignment = bold, head_fill, centre
+        return c
+
+    def plain(v):
+        """Most values need no cell object (3× faster): text that cannot be read as a formula, ints."""
+        v = _value(v)
+        if v is None or isinstance(v, int) or (isinstance(v, str) and not v.startswith(("=", "+", "-", "@"))):
+            return v
+        return cell(v)
+
+    ws.append([cell(h, head=True) for h in headers])
+    n = 0
+    for values in rows:
+        ws.append([plain(v) for v in values])
+        n += 1
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{max(1, n + 1)}"
+
+
 def write_results_xlsx(path: Path, results: list[UnitResult], catalog: Catalog, problems: dict[str, list[Problem]]) -> None:
-    wb = Workbook()
-    wb.remove(wb.active)
+    """results.xlsx: results, every item's score (one row per unit and item) and the validation problems."""
+    wb = Workbook(write_only=True)
     dims = catalog.dimensions
     heads = ["单位代码", "单位名称", "考核组", "状态", "考核排名", "等次", "最终得分", "审核得分", "加权得分", "加分", "否决"]
     heads += [f"{d.name}得分率" for d in dims] + ["排名区间(5%–95%)", "等次稳定度", "等次说明"]
-    rows = []
-    for r in results:
-        row = result_row(r, catalog)
-        rows.append(
-            [r.unit_id, r.unit.unit_name, r.unit.group, STATUS_CN[r.status], row["rank"], r.grade, row["final"], row["assessed"], row["weighted"], row["bonus"],
-             {"fail": "一票否决", "cap": "不得评优"}.get(r.veto or "", "")]
-            + [row[f"rate_{d.id}"] for d in dims]
-            + [f"{row['rank_p05']}–{row['rank_p95']}" if row["rank_p05"] else "", row["grade_stability"], r.grade_note]
-        )
-    _sheet(wb, "考核结果", heads, rows, {1: 10, 2: 36, 3: 14, 4: 11, 6: 8, len(heads): 18})
-    item_heads = ["单位代码", "指标编号", "一级指标", "考核内容", "规则", "分值", "得分", "失分", "适用", "来源单元格", "填报原文", "审核修改", "审核理由", "计分说明", "佐证材料", "不适用理由"]
-    item_rows_ = []
-    names = catalog.dimension_names
-    for r in results:
-        if r.status != "scored":
-            continue
-        for row, ir in zip(item_rows(r), r.items):
-            item_rows_.append(
-                [r.unit_id, ir.item.id, names[ir.item.dimension], ir.item.title, row["rule"], row["points"], row["score"], row["lost"],
-                 {"yes": "是", "no": "否", "na": "不适用"}[ir.applicable], row["cells"], row["raw"], row["reviewed_values"], row["review_reason"], row["explain"],
-                 row["evidence"], row["na_reason"]]
+
+    def result_rows():
+        for r in results:
+            row = result_row(r, catalog)
+            yield (
+                [r.unit_id, r.unit.unit_name, r.unit.group, STATUS_CN[r.status], row["rank"], r.grade, row["final"], row["assessed"], row["weighted"], row["bonus"],
+                 {"fail": "一票否决", "cap": "不得评优"}.get(r.veto or "", "")]
+                + [row[f"rate_{d.id}"] for d in dims]
+                + [f"{row['rank_p05']}–{row['rank_p95']}" if row["rank_p05"] else "", row["grade_stability"], r.grade_note]
             )
-    _sheet(wb, "指标得分明细", item_heads, item_rows_, {2: 9, 3: 12, 4: 22, 10: 16, 11: 20, 14: 60, 15: 40, 16: 20})
+
+    _stream_sheet(wb, "考核结果", heads, result_rows(), {1: 10, 2: 36, 3: 14, 4: 11, 6: 8, len(heads): 18})
+    item_heads = ["单位代码", "指标编号", "一级指标", "考核内容", "规则", "分值", "得分", "失分", "适用", "来源单元格", "填报原文", "审核修改", "审核理由", "计分说明", "佐证材料", "不适用理由"]
+    names = catalog.dimension_names
+
+    def item_rows_():
+        for r in results:
+            if r.status != "scored":
+                continue
+            for row, ir in zip(item_rows(r), r.items):
+                yield [r.unit_id, ir.item.id, names[ir.item.dimension], ir.item.title, row["rule"], row["points"], row["score"], row["lost"],
+                       {"yes": "是", "no": "否", "na": "不适用"}[ir.applicable], row["cells"], row["raw"], row["reviewed_values"], row["review_reason"], row["explain"],
+                       row["evidence"], row["na_reason"]]
+
+    _stream_sheet(wb, "指标得分明细", item_heads, item_rows_(), {2: 9, 3: 12, 4: 22, 10: 16, 11: 20, 14: 60, 15: 40, 16: 20})
     prob_heads = ["文件", "单位代码", "问题代码", "工作表", "单元格", "问题", "应填写"]
-    prob_rows = []
-    for file, ps in problems.items():
-        for p in ps:
-            prob_rows.append([file, "", p.code.value, p.sheet, p.cell, p.message, p.expected])
-    _sheet(wb, "校验问题", prob_heads, prob_rows, {1: 36, 6: 60, 7: 30})
+    prob_rows = ([file, "", p.code.value, p.sheet, p.cell, p.message, p.expected] for file, ps in problems.items() for p in ps)
+    _stream_sheet(wb, "校验问题", prob_heads, prob_rows, {1: 36, 6: 60, 7: 30})
     wb.save(path)
 
 
