@@ -224,7 +224,21 @@ def _numeral(n: int) -> str:
     return str(n + 1)
 
 
+_LAYOUTS: dict[tuple[str, Unit], Layout] = {}
+
+
 def layout(catalog: Catalog, unit: Unit) -> Layout:
+    """The unit's template layout (memoised by catalog content and unit: a layout is frozen)."""
+    key = (catalog.content_hash, unit)
+    found = _LAYOUTS.get(key)
+    if found is None:
+        if len(_LAYOUTS) >= 4096:
+            _LAYOUTS.clear()
+        found = _LAYOUTS[key] = _layout(catalog, unit)
+    return found
+
+
+def _layout(catalog: Catalog, unit: Unit) -> Layout:
     row = FIRST_ROW
     blocks: list[ItemBlock] = []
     sections: list[SectionRow] = []
