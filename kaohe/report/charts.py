@@ -14,6 +14,7 @@ the bundled font like all other text.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -43,6 +44,28 @@ def rate_color(rate: Decimal | None) -> str:
             rgb = tuple(round(a + (b - a) * t) for a, b in zip(c0, c1))
             return "#%02x%02x%02x" % rgb
     return "#%02x%02x%02x" % _SCALE[-1][1]  # pragma: no cover
+
+
+def rate_class(color: str) -> str:
+    """The CSS class of a 得分率 background colour ('#ffeba8' → 'rc-ffeba8'), see ``rate_styles``."""
+    return "rc-" + color.lstrip("#").lower()
+
+
+def rate_styles(colors, scope: str = "table.rank") -> Markup:
+    """One CSS rule per 得分率 colour a table uses (``table.rank td.rc-ffeba8 { background-color: #ffeba8 }``).
+
+    Classes instead of a ``style`` attribute on every cell: WeasyPrint parses an inline style once per
+    cell, which is a quarter of the layout time of a table with thousands of rows.
+    """
+    out = []
+    for c in sorted(set(colors)):
+        if not _HEX.fullmatch(c):
+            raise ValueError(f"not a colour: {c!r}")
+        out.append(f"{scope} td.{rate_class(c)} {{ background-color: {c}; }}")
+    return Markup("\n".join(out))
+
+
+_HEX = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 def _svg(width: float, height: float, body: list[str], label: str) -> Markup:
@@ -92,8 +115,24 @@ def _swarm(xs: list[float], radius: float, max_lanes: int) -> list[int]:
     return lanes
 
 
-def strip_plot(rows: list[StripRow], width: float = 640, title: str = "") -> Markup:
-    """Finals per group on one axis, dots coloured by grade, the group's grade bands as lines."""
+#: above this many dots in one group the strip plot draws a histogram: a swarm of more dots
+#: overflows its lanes (unreadable) and every dot is an SVG element WeasyPrint has to lay out
+STRIP_MAX_DOTS = 150
+
+
+def strip_binned(rows: list[StripRow], max_dots: int = STRIP_MAX_DOTS) -> bool:
+    """Whether ``strip_plot`` draws these rows as histograms (a group with more than ``max_dots`` dots)."""
+    return max((len(row.dots) for row in rows), default=0) > max_dots
+
+
+def strip_plot(rows: list[StripRow], width: float = 640, title: str = "", max_dots: int = STRIP_MAX_DOTS) -> Markup:
+    """Finals per group on one axis, dots coloured by grade, the group's grade bands as lines.
+
+    When a group has more than ``max_dots`` dots, every group is drawn as a histogram instead
+    (units per score bin, stacked by grade): the same axis, bands and colours, bounded in size.
+    """
+    if strip_binned(rows, max_dots):
+        return _strip_histogram(rows, width, title)
     values = [d.value for row in rows for d in row.dots]
     bounds = [b for row in rows for _, b in row.bands]
     lo_data = min(values + bounds) if values else Decimal(60)
@@ -151,6 +190,86 @@ def strip_plot(rows: list[StripRow], width: float = 640, title: str = "") -> Mar
         lx += 56
     body.append(_text(lx + 4, y + 28, "虚线为该组等次分数线;否决的单位按其得分标注为不合格", size=8, fill="#666"))
     return _svg(width, y + 36, body, title or "最终得分分布")
+
+
+def strip_bin_width(rows: list[StripRow]) -> int:
+    """Score points per histogram bin: 1, or 2 when the axis spans more than 50 points."""
+    lo, hi = _strip_axis(rows)
+    return 1 if hi - lo <= 50 else 2
+
+
+def _strip_axis(rows: list[StripRow]) -> tuple[int, int]:
+    values = [d.value for row in rows for d in row.dots]
+    bounds = [b for row in rows for _, b in row.bands]
+    lo_data = min(values + bounds) if values else Decimal(60)
+    hi_data = max(values + [Decimal(100)])
+    return max(0, math.floor((float(lo_data) - 2) / 5) * 5), math.ceil(float(hi_data) / 5) * 5
+
+
+def _strip_histogram(rows: list[StripRow], width: float, title: str) -> Markup:
+    """The strip plot for large groups: per group, the units per score bin as bars stacked by grade."""
+    lo, hi = _strip_axis(rows)
+    left, right = 96, 16
+    plot_w = width - left - right
+    bin_w = strip_bin_width(rows)
+    n_bins = max(1, math.ceil((hi - lo) / bin_w))
+
+    def sx(v: float) -> float:
+        return left + (v - lo) / (hi - lo) * plot_w
+
+    counts = []  # per row: per bin, per grade
+    for row in rows:
+        bins = [dict.fromkeys(GRADE_ORDER, 0) for _ in range(n_bins)]
+        for d in row.dots:
+            k = min(n_bins - 1, max(0, int((float(d.value) - lo) // bin_w)))
+            grade = d.grade if d.grade in GRADE_COLORS else "不合格"
+            bins[k][grade] += 1
+        counts.append(bins)
+    peak = max((sum(b.values()) for bins in counts for b in bins), default=0) or 1
+    bar_h = 56.0
+    px = plot_w / n_bins
+    body: list[str] = []
+    y = 24.0
+    step = 10 if hi - lo > 50 else 5
+    for row, bins in zip(rows, counts):
+        top = y
+        base = top + 12 + bar_h
+        body.append(f'<rect x="{left}" y="{top + 12:.1f}" width="{plot_w:.1f}" height="{bar_h:.1f}" fill="#f7f7f7"/>')
+        body.append(_text(left - 8, top + 12 + bar_h / 2 + 2, row.label, anchor="end", weight="bold"))
+        body.append(_text(left - 8, top + 12 + bar_h / 2 + 15, f"{len(row.dots)} 个单位", anchor="end", size=8, fill="#666"))
+        for k, b in enumerate(bins):
+            x = left + k * px
+            h0 = 0.0
+            for grade in GRADE_ORDER:
+                if not b[grade]:
+                    continue
+                h = b[grade] / peak * bar_h
+                body.append(
+                    f'<rect x="{x + 0.4:.1f}" y="{base - h0 - h:.1f}" width="{max(px - 0.8, 0.5):.1f}" height="{h:.1f}" fill="{GRADE_COLORS[grade]}"/>'
+                )
+                h0 += h
+        for grade, bound in row.bands:
+            bx = sx(float(bound))
+            body.append(
+                f'<line x1="{bx:.1f}" y1="{top + 12:.1f}" x2="{bx:.1f}" y2="{base:.1f}" stroke="{GRADE_COLORS[grade]}" '
+                f'stroke-width="1" stroke-dasharray="3 2"/>'
+            )
+            body.append(_text(bx + 2, top + 9, f"{grade}≥{fmt_decimal(bound)}", size=8, fill=GRADE_COLORS[grade]))
+        y = base + 8
+    body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}" stroke="#444" stroke-width="0.8"/>')
+    for v in range(lo, hi + 1, step):
+        x = sx(v)
+        body.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x:.1f}" y2="{y + 4:.1f}" stroke="#444" stroke-width="0.8"/>')
+        body.append(_text(x, y + 15, str(v), anchor="middle", size=9))
+    body.append(_text(left + plot_w, y + 28, "最终得分", anchor="end", size=9, fill="#444"))
+    lx = left
+    for grade in GRADE_ORDER:
+        body.append(f'<rect x="{lx:.1f}" y="{y + 20:.1f}" width="9" height="8" fill="{GRADE_COLORS[grade]}"/>')
+        body.append(_text(lx + 12, y + 28, grade, size=9))
+        lx += 56
+    note = f"柱高为最终得分在该{bin_w}分区间内的单位数,按等次着色(最高的柱为{peak}个单位);虚线为该组等次分数线"
+    body.append(_text(left, y + 44, note, size=8, fill="#666"))
+    return _svg(width, y + 52, body, title or "最终得分分布")
 
 
 # -------------------------------------------------------------------- heat map

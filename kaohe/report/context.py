@@ -16,17 +16,28 @@ the exact item scores and rounded once, half-up, like every other number:
 Unit-supplied text (names, evidence, reasons, reviewers, cell values) is
 passed through ``clean_text`` and reaches the templates as plain strings:
 Jinja escapes it, and it is only ever placed in text context.
+
+Documents whose length grows with the number of units (the bulletin's ranking
+annex, the office report's watch list) are cut into parts (``BulletinParts``,
+``office.OfficeParts``) that ``render_parts`` lays out one at a time and paints
+into one PDF (``PartsPdf``), so that a province's thousands of units need the
+memory of one part and time linear in the units (see the end of this module).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import inspect
+import re
+
+from markupsafe import Markup
 
 from kaohe import insight
 from kaohe.catalog import Catalog, Item
@@ -420,17 +431,15 @@ def bulletin_context(
     total_counts = Counter()
     for gv in groups:
         total_counts.update(gv.counts)
-    strip = charts.strip_plot(
-        [
-            charts.StripRow(
-                label=gv.name,
-                dots=tuple(charts.Dot(dec(row.final), row.grade) for row in gv.rows if row.rank != DASH),
-                bands=tuple(gv.bands),
-            )
-            for gv in groups
-        ],
-        title="各考核组最终得分分布",
-    )
+    strip_rows = [
+        charts.StripRow(
+            label=gv.name,
+            dots=tuple(charts.Dot(dec(row.final), row.grade) for row in gv.rows if row.rank != DASH),
+            bands=tuple(gv.bands),
+        )
+        for gv in groups
+    ]
+    strip = charts.strip_plot(strip_rows, title="各考核组最终得分分布")
     heat = charts.heat_map(
         [zh(d.name) for d in dims],
         [gv.name for gv in groups] + ["全部单位"],
@@ -460,9 +469,187 @@ def bulletin_context(
         "has_intervals": any(row.interval != DASH for gv in groups for row in gv.rows),
         "robust": robustness_method(getattr(settings, "draws", 1000)),
         "strip_chart": strip,
+        "strip_binned": charts.strip_binned(strip_rows),
+        "strip_bin": charts.strip_bin_width(strip_rows),
         "heat_chart": heat,
         "method": method_annex(catalog),
+        # the ranking annex: column widths for its rows, 得分率 backgrounds as classes (white cells need none)
+        "rank_css": Markup(
+            rank_column_css(groups) + "\n" + charts.rate_styles(c for gv in groups for row in gv.rows for _, c in row.rates if c != "#ffffff")
+        ),
+        "rate_class": charts.rate_class,
     }
+
+
+FONT_REGULAR = Path(__file__).resolve().parent / "fonts" / "KaoheSansSC-Regular.ttf"
+
+
+@lru_cache(maxsize=1)
+def _advances() -> tuple[dict[int, int], int]:
+    """Advance width per code point of the bundled regular font, and its units per em."""
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(str(FONT_REGULAR), lazy=True)
+    try:
+        hmtx, upm = font["hmtx"], font["head"].unitsPerEm
+        return {cp: hmtx[glyph][0] for cp, glyph in font.getBestCmap().items()}, upm
+    finally:
+        font.close()
+
+
+def text_mm(text: str, pt: float) -> float:
+    """The width of one line of text in the bundled font, in mm (1 em for a character the font lacks)."""
+    widths, upm = _advances()
+    return sum(widths.get(ord(ch), upm) for ch in text) / upm * pt * 25.4 / 72
+
+
+#: the ranking annex's columns: (header class, the row's attribute, narrowest width in mm); the widths
+#: are of the column (content + 1.6 mm of the header's padding), the name column takes the rest
+RANK_COLUMNS = (("rk", "rank", 8.0), ("fin", "final", 13.0), ("gr", "grade", 11.0), ("iv", "interval", 13.0), ("chg", "change", 12.0), ("nt", "note", 12.0))
+RANK_CELL_PT = 8.0  # table.rank font size (report.css)
+RANK_CELL_PAD = 2.3  # a cell's padding (2 × 1 mm) and its share of the borders, in mm
+RANK_NOTE_MAX = 34.0  # a longer note wraps
+
+
+def rank_column_css(groups: list[GroupView]) -> str:
+    """Widths of the ranking annex's columns, as wide as their longest text: the same in every part."""
+    out = []
+    for cls, attr, least in RANK_COLUMNS:
+        longest = max((text_mm(getattr(r, attr), RANK_CELL_PT) for gv in groups for r in gv.rows), default=0.0)
+        width = max(least, longest + RANK_CELL_PAD)
+        if cls == "nt":
+            width = min(width, RANK_NOTE_MAX)
+        out.append(f"table.rank th.{cls} {{ width: {width - 1.6:.1f}mm; }}")
+    return "\n".join(out)
+
+
+#: rows of the ranking annex (附件1) per part: each part is laid out as its own WeasyPrint document
+#: (about 0.3 MB per row while laid out), so the memory a bulletin needs does not grow with the units
+RANK_ROWS_PER_PART = 270
+
+
+@dataclass
+class RankBlock:
+    """The rows of one group in one part of the ranking annex: one table with its header."""
+
+    index: int  # the group's number in the annex (1-based)
+    group: GroupView
+    rows: list[RankRow]
+    first: bool  # the group's first rows: the table has the group's heading
+    last: bool
+    start: int = 0  # the position of its first row in the annex (data-i of the heading and the rows)
+
+
+class Part(NamedTuple):
+    """One part of a document laid out on its own (``render_parts``)."""
+
+    template: str
+    context: dict
+    page: str | None = None  # the named page its first page is (``wide``: landscape), None for the default
+    #: given the laid-out part, how many of its pages to keep: what is on the pages after them goes
+    #: to the next part, which the parts' iterator builds only then (None: keep every page)
+    carry: Callable | None = None
+
+
+class BulletinParts:
+    """The bulletin as parts laid out one after the other into one PDF (``render_parts``).
+
+    The front matter (``bulletin.html``: the notice, summary, charts, signature); then the ranking
+    annex (``_bulletin_ranks.html``) in parts of about ``rows_per_part`` rows (default
+    ``RANK_ROWS_PER_PART``; a group's last quarter-part of rows stays in the part before, its first
+    few rows go to the next), one table per group in a part, each with its header; the last part
+    ends with the annex notes and the method annex (附件2). Every unit's row is in exactly one part,
+    in bulletin order.
+
+    A part's last page is seldom full. ``render_parts`` keeps every page of a part but the last
+    (``carry``), and the next part starts with what was on that page, so the annex reads page after
+    page as if laid out at once. Iterating without laying out (``carry`` not called) gives the parts
+    as first cut.
+    """
+
+    def __init__(self, ctx: dict, rows_per_part: int | None = None):
+        self.ctx = ctx
+        self.rows_per_part = max(1, rows_per_part or RANK_ROWS_PER_PART)
+        self.rows: list[tuple[int, GroupView, int | None]] = []  # (group number, group, row in group; None: no units)
+        for index, gv in enumerate(ctx["groups"], start=1):
+            self.rows += [(index, gv, k) for k in range(len(gv.rows))] or [(index, gv, None)]
+        self.next = 0
+
+    def _end(self, start: int) -> int:
+        """Where a part starting at ``start`` ends: about rows_per_part rows; a group's short tail kept,
+        a group's first few rows moved to the next part."""
+        tail = self.rows_per_part // 4
+        end = min(len(self.rows), start + self.rows_per_part)
+        if end < len(self.rows):
+            _, gv, k = self.rows[end]
+            if k is not None and len(gv.rows) - k <= tail:
+                end += len(gv.rows) - k
+            elif k is not None and k < tail and end - k > start:
+                end -= k
+        return end
+
+    def _blocks(self, start: int, end: int) -> list[RankBlock]:
+        blocks: list[RankBlock] = []
+        for i in range(start, end):
+            index, gv, k = self.rows[i]
+            if k is None:
+                blocks.append(RankBlock(index, gv, [], first=True, last=True, start=i))
+                continue
+            if not blocks or blocks[-1].group is not gv:
+                blocks.append(RankBlock(index, gv, [], first=k == 0, last=False, start=i))
+            blocks[-1].rows.append(gv.rows[k])
+            blocks[-1].last = k == len(gv.rows) - 1
+        return blocks
+
+    def __iter__(self):
+        yield Part("bulletin.html", self.ctx)
+        start, k = 0, 0
+        while True:
+            end = self._end(start)
+            last = end >= len(self.rows)
+            self.next = end
+            ctx = {**self.ctx, "blocks": self._blocks(start, end), "first_part": k == 0, "last_part": last}
+            yield Part("_bulletin_ranks.html", ctx, "wide", None if last else self._carry(start))
+            if last:
+                return
+            start, k = self.next, k + 1
+
+    def _carry(self, start: int) -> Callable:
+        return carry_from_last_page(self, start)
+
+
+def carry_from_last_page(parts, start: int) -> Callable:
+    """A ``Part.carry`` for a part whose items begin at ``start``: keep every page but the last, and
+    set ``parts.next`` to the first item on the last page (its ``data-i``), where the next part begins.
+    Keeps every page when the part has one page, or when nothing on the last page has a data-i."""
+
+    def carry(document) -> int:
+        pages = document.pages
+        first = _first_data_i(pages[-1]) if len(pages) > 1 else None
+        if first is None or first <= start:
+            return len(pages)
+        parts.next = first
+        return len(pages) - 1
+
+    return carry
+
+
+def bulletin_parts(ctx: dict, rows_per_part: int | None = None) -> BulletinParts:
+    """The bulletin as parts for ``render_parts`` (see ``BulletinParts``)."""
+    return BulletinParts(ctx, rows_per_part)
+
+
+def _first_data_i(page) -> int | None:
+    """The data-i of the first element that has one on a laid-out page (WeasyPrint 70's page box), or None."""
+    box = getattr(page, "_page_box", None)
+    if box is None:
+        return None
+    for b in box.descendants():
+        element = getattr(b, "element", None)
+        i = element.get("data-i") if element is not None and hasattr(element, "get") else None
+        if i is not None:
+            return int(i)
+    return None
 
 
 # ------------------------------------------------------------------ scorecard
@@ -719,3 +906,327 @@ def feedback_context(file: str, unit_label: str, problems: list[Problem], catalo
 
 
 __all__ = ["bulletin_context", "scorecard_context", "feedback_context", "method_annex", "rule_text"]
+
+
+# ------------------------------------------------------- long documents: parts into one PDF
+
+#: a part of a document is laid out without page margins (the margins document draws them, render_parts);
+#: its first section starts its first page (a break before it would leave that page empty)
+NO_MARGINS_CSS = (
+    "@page { @top-left { content: none; border: none; } @top-center { content: none; border: none; }"
+    " @top-right { content: none; border: none; } @bottom-center { content: none; } }"
+    " body > section:first-of-type { break-before: auto; }"
+)
+#: a part whose first page is a named page (``page: wide``): the whole body starts on it, or the
+#: running-header strings before the first section would sit alone on a portrait page
+PAGE_START_CSS = "body {{ page: {name}; }}"
+
+
+def parts_supported() -> bool:
+    """Whether the installed WeasyPrint has the internals ``PartsPdf`` drives (those of WeasyPrint 70)."""
+    try:
+        import pydyf  # noqa: F401
+        from weasyprint.anchors import make_page_bookmark_tree  # noqa: F401
+        from weasyprint.matrix import Matrix  # noqa: F401
+        from weasyprint.pdf import _use_references  # noqa: F401
+        from weasyprint.pdf.anchors import add_outlines  # noqa: F401
+        from weasyprint.pdf.fonts import build_fonts_dictionary  # noqa: F401
+        from weasyprint.pdf.stream import Stream
+    except ImportError:
+        return False
+    params = list(inspect.signature(Stream.__init__).parameters)[1:8]
+    return params == ["fonts", "page_rectangle", "resources", "images", "tags", "color_profiles", "output_intent"]
+
+
+class PartsPdf:
+    """Paints the pages of several WeasyPrint documents, one after the other, into one PDF.
+
+    WeasyPrint keeps every laid-out page of a document in memory until it writes the PDF (a
+    ranking table costs about 0.35 MB per row: 1.5 GB for 3,000 units). Here each part is laid
+    out, its pages painted into the PDF (content streams compressed at once) and dropped before
+    the next part is laid out, so the memory is that of the largest part. Fonts are shared: one
+    subset per font for the whole PDF. Headings become PDF bookmarks across all parts.
+
+    Page margins (running header, 第 X 页 / 共 Y 页) need the total number of pages, unknown
+    while parts are laid out: parts are laid out without margins (``NO_MARGINS_CSS``), and
+    ``overlay`` paints the pages of one more document, laid out once the total is known, with one
+    empty page of the same size per page and the margins, onto the pages.
+
+    It does what ``weasyprint.Document.write_pdf`` does (WeasyPrint 70, ``weasyprint.pdf``) for
+    pages from many documents; ``parts_supported()`` says whether the installed WeasyPrint has
+    those internals. Links, forms and attachments are not supported (the documents have none).
+    """
+
+    SCALE = 0.75  # PDF points per CSS pixel
+
+    def __init__(self):
+        import pydyf
+        from tinycss2.color5 import D50, D65
+
+        self.pdf = pydyf.PDF()
+        self.fonts: dict = {}
+        self.images: dict = {}
+        self.color_profiles: dict = {}
+        color_space = pydyf.Dictionary(
+            {
+                "lab-d50": pydyf.Array(("/Lab", pydyf.Dictionary({"WhitePoint": pydyf.Array(D50), "Range": pydyf.Array((-125, 125, -125, 125))}))),
+                "lab-d65": pydyf.Array(("/Lab", pydyf.Dictionary({"WhitePoint": pydyf.Array(D65), "Range": pydyf.Array((-125, 125, -125, 125))}))),
+            }
+        )
+        self.pdf.add_object(color_space)
+        self.resources = pydyf.Dictionary(
+            {
+                "ExtGState": pydyf.Dictionary(),
+                "XObject": pydyf.Dictionary(),
+                "Pattern": pydyf.Dictionary(),
+                "Shading": pydyf.Dictionary(),
+                "ColorSpace": color_space.reference,
+            }
+        )
+        self.pdf.add_object(self.resources)
+        self.metadata = None
+        self.pages: list[tuple[object, float, float]] = []  # (PDF page dictionary, width, height in CSS px)
+        self._bookmarks: list = []
+        self._skipped: list = []
+        self._last_by_depth: list = [self._bookmarks]
+        self._level = 0
+
+    @property
+    def page_sizes(self) -> list[tuple[float, float]]:
+        return [(w, h) for _, w, h in self.pages]
+
+    def add(self, document, pages: int | None = None) -> int:
+        """Paints the pages (the first ``pages`` of them) of a rendered ``weasyprint.Document`` after the
+        pages so far; returns their number."""
+        if self.metadata is None:
+            self.metadata = document.metadata
+        chosen = document.pages if pages is None else document.pages[:pages]
+        for page in chosen:
+            self._add_page(page)
+        return len(chosen)
+
+    def _stream(self, height: float):
+        from weasyprint.pdf.stream import Stream
+
+        # the page rectangle is only used for PDF/UA tags (none here)
+        stream = Stream(self.fonts, None, self.resources, self.images, None, self.color_profiles, None, compress=True)
+        stream.push_state()  # each content stream restores the graphics state: a page has two (content, margins)
+        stream.transform(d=-1, f=height * self.SCALE)
+        self.pdf.add_object(stream)
+        return stream
+
+    def _add_page(self, page) -> None:
+        import pydyf
+        from weasyprint.anchors import make_page_bookmark_tree
+        from weasyprint.matrix import Matrix
+
+        if page.links or any(page.forms.values()):
+            raise ValueError("PartsPdf: links and forms are not supported")
+        s = self.SCALE
+        stream = self._stream(page.height)
+        left, top = -s * page.bleed["left"], -s * page.bleed["top"]
+        right = left + s * (page.width + page.bleed["left"] + page.bleed["right"])
+        bottom = top + s * (page.height + page.bleed["top"] + page.bleed["bottom"])
+        pdf_page = pydyf.Dictionary(
+            {
+                "Type": "/Page",
+                "Parent": self.pdf.pages.reference,
+                "MediaBox": pydyf.Array([left, top, right, bottom]),
+                "Contents": stream.reference,
+                "Resources": self.resources.reference,
+            }
+        )
+        self.pdf.add_page(pdf_page)
+        page.paint(stream, s)
+        _freeze(stream)
+        bleed = {k: v * s for k, v in page.bleed.items()}
+        trim = [left + bleed["left"], top + bleed["top"], right - bleed["right"], bottom - bleed["bottom"]]
+        pdf_page["TrimBox"] = pydyf.Array(trim)
+        pdf_page["BleedBox"] = pydyf.Array(
+            [trim[0] - min(10, bleed["left"]), trim[1] - min(10, bleed["top"]), trim[2] + min(10, bleed["right"]), trim[3] + min(10, bleed["bottom"])]
+        )
+        matrix = Matrix(a=s, d=-s, f=page.height * s)
+        self._level = make_page_bookmark_tree(page, self._skipped, self._last_by_depth, self._level, len(self.pages), matrix)
+        self.pages.append((pdf_page, page.width, page.height))
+
+    def overlay(self, document) -> None:
+        """Paints page k of ``document`` (the margins) onto page k: same number of pages, same sizes."""
+        import pydyf
+
+        if len(document.pages) != len(self.pages):
+            raise ValueError(f"PartsPdf: {len(document.pages)} margin pages for {len(self.pages)} pages")
+        for (pdf_page, width, height), page in zip(self.pages, document.pages):
+            if abs(page.width - width) > 0.5 or abs(page.height - height) > 0.5:
+                raise ValueError("PartsPdf: a margin page differs in size from its page")
+            stream = self._stream(page.height)
+            page.paint(stream, self.SCALE)
+            _freeze(stream)
+            pdf_page["Contents"] = pydyf.Array([pdf_page["Contents"], stream.reference])
+
+    def write(self, target) -> None:
+        """Writes the PDF (bookmarks, metadata, fonts subset once) to a binary file object."""
+        import pydyf
+        import weasyprint
+        from weasyprint.pdf import _use_references
+        from weasyprint.pdf.anchors import add_outlines
+        from weasyprint.pdf.fonts import build_fonts_dictionary
+
+        options = dict(weasyprint.DEFAULT_OPTIONS)
+        pdf = self.pdf
+        add_outlines(pdf, self._bookmarks)
+        pdf.info["Producer"] = pydyf.String(f"WeasyPrint {weasyprint.__version__}")
+        m = self.metadata
+        if m is not None:
+            if m.title:
+                pdf.info["Title"] = pydyf.String(m.title)
+            if m.authors:
+                pdf.info["Author"] = pydyf.String(", ".join(m.authors))
+            if m.description:
+                pdf.info["Subject"] = pydyf.String(m.description)
+            if m.keywords:
+                pdf.info["Keywords"] = pydyf.String(", ".join(m.keywords))
+            if m.generator:
+                pdf.info["Creator"] = pydyf.String(m.generator)
+            if m.lang:
+                pdf.catalog["Lang"] = pydyf.String(m.lang)
+        fonts = build_fonts_dictionary(pdf, self.fonts, True, not options["full_fonts"], options)
+        pdf.add_object(fonts)
+        self.resources["Font"] = fonts.reference
+        _use_references(pdf, self.resources, self.images, self.color_profiles)
+        pdf.write(target, options["pdf_version"], options["pdf_identifier"], True)
+
+
+def _freeze(stream) -> None:
+    """Compresses a painted content stream now (pydyf would keep every operator until the PDF is written)."""
+    import zlib
+
+    from pydyf import Object
+
+    def to_bytes(item) -> bytes:  # pydyf's own conversion of stream items
+        if isinstance(item, bytes):
+            return item
+        if isinstance(item, float):
+            return str(int(item)).encode("ascii") if item.is_integer() else f"{item:f}".rstrip("0").encode("ascii")
+        if isinstance(item, Object):
+            return item.data
+        return str(item).encode("ascii")
+
+    stream.pop_state()
+    data = b"\n".join(to_bytes(item) for item in stream.stream)
+    stream.stream = [zlib.compress(data, 6)]
+    stream.compress = False
+    stream.extra["Filter"] = "/FlateDecode"
+
+
+def render_parts(parts, out_pdf: Path) -> Path:
+    """Lays out ``Part``s (or (template, context) pairs) one after the other into one PDF with continuous
+    page margins; ``parts`` is iterated as the parts are laid out (``Part.carry``).
+
+    Used by ``render.render_bulletin`` and ``render.render_office_report`` for documents whose length
+    grows with the number of units. The first part's context gives the running header and the PDF's
+    metadata. With a WeasyPrint that lacks the internals ``PartsPdf`` drives, the parts are joined into
+    one HTML document and rendered as before (same pages, more memory).
+    """
+    import gc
+    import os
+
+    from kaohe.report import render as R
+
+    if not parts_supported():
+        return R.render_html(join_parts([R.render_template(p.template, p.context) for p in map(_as_part, parts)]), out_pdf)
+    from weasyprint.urls import FatalURLFetchingError
+
+    eng = R.engine()
+    out_pdf = Path(out_pdf)
+    out_pdf.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_pdf.with_name(out_pdf.name + ".part")
+    missing: set[str] = set()
+    base_url = R.STATIC.as_uri() + "/"
+
+    def layout(html: str, extra: list):
+        missing.update(R.uncovered_characters(html))
+        doc = eng.weasyprint.HTML(string=html, base_url=base_url, url_fetcher=eng.fetcher)
+        return doc.render(stylesheets=[eng.css, *extra], font_config=eng.font_config)
+
+    # Garbage collection: the caller's objects (all results: ~0.15 MB per unit) are not garbage, so
+    # they are left out of collections (gc.freeze: a collection walks the whole heap, 0.7 s at 3,000
+    # units), and no collection runs while a part is laid out (WeasyPrint allocates so much that
+    # collections, each walking the part's boxes so far, make layout time grow with the square of
+    # a part's size: 35 % of the time at 270 rows); one collection after each part frees its cycles.
+    with eng.lock:
+        freeze = not gc.get_freeze_count()
+        enabled = gc.isenabled()
+        try:
+            if freeze:
+                gc.freeze()
+            gc.disable()
+            book = PartsPdf()
+            first = None
+            for part in map(_as_part, parts):  # lazily: a part may depend on how the one before was laid out
+                first = part.context if first is None else first
+                document = layout(R.render_template(part.template, part.context), _parts_css(eng, part.page))
+                book.add(document, part.carry(document) if part.carry else None)
+                del document
+                gc.collect()  # the part's reference cycles, before the next part
+            if first is None:
+                raise ValueError("render_parts: no parts")
+            sizes = [w > h for w, h in book.page_sizes]
+            margins = layout(R.render_template("_margins.html", {**first, "margin_pages": sizes}), [])
+            book.overlay(margins)
+            del margins
+            if missing:
+                R.log.warning(
+                    "%s:内置字体缺少字符 %s\uff0c这些字符将以系统字体显示\uff08系统也没有时显示为方框\uff09",
+                    out_pdf.name,
+                    " ".join(sorted(missing)[:50]),
+                )
+            with open(tmp, "wb") as fh:
+                book.write(fh)
+        except FatalURLFetchingError as exc:
+            tmp.unlink(missing_ok=True)
+            cause = exc.__cause__
+            raise R.ReportError(str(cause) if isinstance(cause, R.ReportError) else f"PDF 生成失败:{exc}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            if freeze:
+                gc.unfreeze()
+            if enabled:
+                gc.enable()
+    os.replace(tmp, out_pdf)
+    return out_pdf
+
+
+def _as_part(p) -> Part:
+    return p if isinstance(p, Part) else Part(*p)
+
+
+_PARTS_CSS: dict[tuple[int, str | None], list] = {}
+
+
+def _parts_css(eng, page: str | None = None) -> list:
+    """The stylesheets of a part (NO_MARGINS_CSS, and PAGE_START_CSS for ``page``), parsed once per engine."""
+    key = (id(eng), page)
+    sheets = _PARTS_CSS.get(key)
+    if sheets is None:
+        if page is not None and not re.fullmatch(r"[a-z][a-z0-9-]*", page):
+            raise ValueError(f"not a page name: {page!r}")
+        text = NO_MARGINS_CSS + (" " + PAGE_START_CSS.format(name=page) if page else "")
+        sheets = _PARTS_CSS[key] = [eng.weasyprint.CSS(string=text, font_config=eng.font_config)]
+    return sheets
+
+
+_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.S)
+
+
+def join_parts(htmls: list[str]) -> str:
+    """The parts as one HTML document: the first part, with the body of every other part appended."""
+    if not htmls:
+        return ""
+    bodies = []
+    for html in htmls[1:]:
+        m = _BODY.search(html)
+        bodies.append(m.group(1) if m else html)
+    head, sep, tail = htmls[0].rpartition("</body>")
+    return head + "".join(bodies) + sep + tail if sep else htmls[0] + "".join(bodies)

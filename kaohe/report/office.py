@@ -14,6 +14,7 @@ cell can become a formula.
 from __future__ import annotations
 
 import math
+import sys
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +26,7 @@ from openpyxl.styles import Alignment, Font
 from kaohe.catalog import Catalog
 from kaohe.numbers import round_half_up
 from kaohe.outputs import STATUS_CN, _sheet, clean_text, put, result_row
+from kaohe.ranking import published
 from kaohe.report import charts
 from kaohe.report.context import DASH, chinese_date, interval_text, num, robustness_method, stability_text
 from kaohe.report.text import zh
@@ -69,7 +71,13 @@ def _unit_view(r: UnitResult, catalog: Catalog) -> dict:
 
 
 def watch_context(results: list[UnitResult], catalog: Catalog, watch) -> list[dict]:
-    """The watch list grouped by kind (kinds with no entry left out), entries in the list's order."""
+    """The watch list grouped by kind (kinds with no entry left out), entries in the list's order.
+
+    Ties with more than ``TIE_DETAIL_MAX`` entries are also given as ``blocks`` (``tie_blocks``): one
+    table row per unit instead of a paragraph naming every other unit of its tie (which grows with
+    the square of a tie's size); the template shows the blocks then.
+    """
+    by_id = {r.unit_id: r for r in results}
     units = {r.unit_id: _unit_view(r, catalog) for r in results}
     known = {k for k, _, _ in WATCH_KINDS}
     kinds = list(WATCH_KINDS) + [(k, k, "") for k in dict.fromkeys(e.kind for e in watch) if k not in known]
@@ -82,7 +90,56 @@ def watch_context(results: list[UnitResult], catalog: Catalog, watch) -> list[di
             u = units.get(e.unit_id) or {"id": e.unit_id, "name": e.unit_id, "group": "", "rank": DASH, "final": DASH, "grade": DASH, "interval": DASH, "stability": DASH}
             rows.append({**u, "detail": zh(clean_text(e.detail_cn))})
         if rows:
-            out.append({"kind": kind, "title": title, "meaning": meaning, "rows": rows, "n_units": len({r["id"] for r in rows})})
+            g = {"kind": kind, "title": title, "meaning": meaning, "rows": rows, "n_units": len({r["id"] for r in rows}), "blocks": None, "index": len(out) + 1}
+            if kind == "tie" and len(rows) > TIE_DETAIL_MAX:
+                g["blocks"] = tie_blocks([r["id"] for r in rows], by_id, units, catalog)
+            out.append(g)
+    return out
+
+
+#: above this many 同分 entries the watch list shows ties as blocks, one row per unit (tie_blocks)
+TIE_DETAIL_MAX = 30
+
+
+def tie_blocks(unit_ids: list[str], by_id: dict[str, UnitResult], units: dict[str, dict], catalog: Catalog) -> list[dict] | None:
+    """The tied units as blocks of one group and one published final, each in rank order.
+
+    Each unit's row says how it compares with the unit ranked just before it in the block: the
+    first tie-break 一级指标 whose published 得分率 differs (that unit's rate, then this unit's), as
+    the watch list's own text does (``kaohe.insight``), or 完全并列. None when a unit has no result.
+    """
+    from kaohe.insight import _decider  # the watch list's own wording of a tie-break
+
+    if any(uid not in by_id or by_id[uid].rank is None or by_id[uid].final is None for uid in unit_ids):
+        return None
+    order = {g: k for k, g in enumerate(catalog.groups)}
+    blocks: dict[tuple, list[UnitResult]] = {}
+    for uid in dict.fromkeys(unit_ids):
+        r = by_id[uid]
+        blocks.setdefault((order.get(r.unit.group, len(order)), r.unit.group, published(r.final)), []).append(r)
+    out = []
+    for (_, group, final), members in sorted(blocks.items(), key=lambda kv: (kv[0][0], min(r.rank for r in kv[1]))):
+        members.sort(key=lambda r: (r.rank, r.unit_id))
+        rows, prev = [], None
+        for r in members:
+            if prev is None:
+                how = ""
+            elif prev.rank == r.rank:
+                how = "与上一名完全并列"
+            else:
+                how = zh(_decider(prev, r, catalog) or "")
+            rows.append({**units[r.unit_id], "how": how})
+            prev = r
+        first, last = members[0].rank, members[-1].rank
+        out.append(
+            {
+                "group": group,
+                "final": f"{final:.2f}",
+                "n": len(members),
+                "ranks": str(first) if first == last else f"{first}–{last}",
+                "rows": rows,
+            }
+        )
     return out
 
 
@@ -143,7 +200,7 @@ def office_context(results: list[UnitResult], catalog: Catalog, watch, diagnosti
     parts = [bars[k : k + size] for k in range(0, len(bars), size)] or [[]]
     chart_parts = [charts.indicator_chart(part, title="指标得分分布与权重", scale=scale) for part in parts]
     assessed = next((c for c in catalog.components if c.id == "assessed"), None)
-    return {
+    ctx = {
         "title": f"{catalog.city}{catalog.year}年度依法行政考核 发布前核对清单与指标诊断",
         "catalog": catalog,
         "settings": {"issuer": catalog.issuer, "doc_number": "内部工作材料 不对外公开"},
@@ -168,6 +225,83 @@ def office_context(results: list[UnitResult], catalog: Catalog, watch, diagnosti
         "assessed_weight": num(assessed.weight * 100) + "%" if assessed else "",
         "charts": chart_parts,
     }
+    whole = OfficeParts(ctx, rows_per_part=sys.maxsize)  # the whole report as one part; office_parts splits it
+    return whole.context(0, len(whole.items))
+
+
+#: table rows per part of the report (context.render_parts): a watch-list entry with its explanation
+#: counts as 2, a row of a tie block or of the unstable units as 1
+OFFICE_ROWS_PER_PART = 300
+
+
+class OfficeParts:
+    """The report as parts laid out one after the other (``context.render_parts``), so that its memory
+    does not grow with the watch list.
+
+    The report is a sequence of items: the watch list's entries (tie blocks when ``tie_blocks``
+    applies) kind by kind, the unstable units (or, when there are none, the section's text alone);
+    the head goes with the first part, the diagnostics with the last. A part takes about
+    ``rows_per_part`` rows' worth of items; as for the bulletin (``context.BulletinParts``), what is
+    on a part's last page starts the next part, so the tables run on page after page. A tie block
+    is never split over pages. ``office_context`` alone is the whole report as one part.
+    """
+
+    def __init__(self, ctx: dict, rows_per_part: int | None = None):
+        self.ctx = ctx
+        self.budget = max(1, rows_per_part or OFFICE_ROWS_PER_PART)
+        # (section, group or None, item or None, position in its section, weight)
+        self.items: list[tuple] = []
+        for g in ctx["watch"]:
+            if g["blocks"]:
+                self.items += [("watch", g, b, k, len(b["rows"]) + 1) for k, b in enumerate(g["blocks"])]
+            else:
+                self.items += [("watch", g, r, k, 2) for k, r in enumerate(g["rows"])]
+        self.items += [("unstable", None, u, k, 1) for k, u in enumerate(ctx["unstable"])] or [("unstable", None, None, 0, 1)]
+        self.next = 0
+
+    def _end(self, start: int) -> int:
+        end, room = start, self.budget
+        while end < len(self.items) and (end == start or self.items[end][4] <= room):
+            room -= self.items[end][4]
+            end += 1
+        return end
+
+    def context(self, start: int, end: int) -> dict:
+        """The context of the part of items ``start`` to ``end`` (the report's context, with its pieces)."""
+        last = end >= len(self.items)
+        pieces, unstable = [], None
+        for i in range(start, end):
+            section, g, item, k, _ = self.items[i]
+            if section == "watch":
+                if not pieces or pieces[-1]["group"] is not g:
+                    pieces.append({"group": g, "rows": [], "blocks": [], "first": k == 0, "last": False, "start": i})
+                pieces[-1]["blocks" if g["blocks"] else "rows"].append(item)
+                pieces[-1]["last"] = k == (len(g["blocks"] or g["rows"]) - 1)
+            else:
+                if unstable is None:
+                    unstable = {"rows": [], "first": k == 0, "last": False, "start": i}
+                if item is not None:
+                    unstable["rows"].append(item)
+                unstable["last"] = k >= len(self.ctx["unstable"]) - 1
+        return {**self.ctx, "part_head": start == 0, "watch_pieces": pieces, "unstable_piece": unstable, "part_diag": last}
+
+    def __iter__(self):
+        from kaohe.report.context import Part, carry_from_last_page
+
+        start = 0
+        while True:
+            end = self._end(start)
+            last = end >= len(self.items)
+            self.next = end
+            yield Part("office.html", self.context(start, end), None, None if last else carry_from_last_page(self, start))
+            if last:
+                return
+            start = self.next
+
+
+def office_parts(ctx: dict, rows_per_part: int | None = None) -> OfficeParts:
+    """The report as parts for ``context.render_parts`` (see ``OfficeParts``)."""
+    return OfficeParts(ctx, rows_per_part)
 
 
 # ------------------------------------------------------------------ workbook

@@ -229,7 +229,9 @@ def render_bulletin(
     not read as progress when the ruler moved.
     """
     ctx = C.bulletin_context(results, catalog, settings.resolved(catalog), previous, previous_catalog)
-    return render_html(render_template("bulletin.html", ctx), out_pdf)
+    # laid out in parts (front matter, the ranking annex in parts, the method annex), painted into one
+    # PDF with continuous page numbers: memory bounded by the largest part, time linear in the units
+    return C.render_parts(C.bulletin_parts(ctx), out_pdf)
 
 
 def render_scorecard(
@@ -272,7 +274,8 @@ def render_office_report(results: list[UnitResult], catalog: Catalog, out_pdf: P
     (``kaohe.insight.indicator_diagnostics``) as a chart and a table.
     """
     ctx = O.office_context(results, catalog, list(watch), list(diagnostics))
-    return render_html(render_template("office.html", ctx), out_pdf)
+    # laid out like the bulletin (kaohe.report.context.render_parts): the watch list grows with the units
+    return C.render_parts(O.office_parts(ctx), out_pdf)
 
 
 def render_run(
