@@ -1,37 +1,41 @@
 #!/usr/bin/env python
 """kaohe year-end benchmark, measured against the stack's own limits (issue 8).
 
-For each N it generates N filled workbooks (``kaohe.sample.generate``), runs the
-year-end stages exactly in the flow's order through the public stage functions
-of ``kaohe.pipeline`` (no Prefect), renders the bulletin and every scorecard
-with ``kaohe.report.render``, and then, in the same process on the same files
-and the same HTML, measures the raw limits:
+For each N it
 
-* raw read: python-calamine opening every workbook and reading the form sheet;
-* raw render: ``weasyprint.HTML(...).write_pdf()`` of every unit's scorecard
-  HTML (built once with the report's own context and template), with the
-  report's fetcher, stylesheet and font configuration; one process, and with
-  as many processes as kaohe renders with when kaohe renders in parallel
-  (or always with ``--raw-parallel``).
+1. generates N filled workbooks with kaohe's sample generator (in parallel,
+   deterministic by seed; ``--corpus DIR`` keeps them for the next invocation);
+2. runs the year end in the flow's order through the public stage functions
+   (``kaohe.pipeline`` + ``kaohe.report.render.render_run``; no Prefect), one
+   measured stage each: load → list → ingest → validate → review → score →
+   rank → insight → run folder → render → archive_inputs → write_run;
+3. measures, in the same process on the same files and the same HTML, the raw
+   limits: python-calamine reading every workbook (one process) and WeasyPrint
+   laying out every scorecard's HTML (one process, and one per core), plus
+   kaohe's own scorecard rate with its layout pool and the bulletin alone;
+4. runs the real Prefect flow (``kaohe.flows.year_end.year_end``): one full run
+   without caches (the end-to-end figure, Prefect's overhead included), a warm
+   run with caches, then one unit fixes its workbook and the timed re-run.
 
-It prints a table per N, the ratios of issue 8 and writes every figure as JSON.
+It prints a table per N and the ratios of issue 8, and writes every figure as JSON.
 
     python bench/bench.py --units 100 --units 300 --json bench.json
-    python bench/bench.py --smoke            # CI: N=20, checks, no timing targets
+    python bench/bench.py --smoke            # CI: N=20, checks only, never timed targets
 
-Exit codes: 0 done (targets missed are reported, never a failure), 1 a check
-failed (a unit without a result, a missing PDF, …), 2 bad arguments or the
-bench itself could not run.
+Exit codes: 0 done (missed targets are reported, never a failure), 1 a check
+failed (a unit without a result, a missing PDF, …) or the run raised, 2 a
+dependency is missing, 130 interrupted.
 """
 
 from __future__ import annotations
 
-# Module level must stay import-safe: kaohe.isolation starts a fork server that
-# preloads ``__main__`` (this file), and the raw-limit pools import it too.
+# Module level must stay import-safe and light: kaohe's fork server preloads
+# ``__main__`` (this file), and the generation/raw-limit pools import it too.
 import argparse
 import csv
 import ctypes.util
 import gc
+import hashlib
 import json
 import math
 import os
@@ -44,7 +48,7 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,18 +58,26 @@ if str(REPO) not in sys.path:  # the checkout's kaohe, not some other installed 
 YEAR = 2025
 SEED = 2025
 MB = 1024 * 1024
-PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: bump when the way the bench generates a corpus changes (a kept --corpus is then regenerated)
+GENERATOR_VERSION = 2
 
 # issue 8, "Done when"
 TARGETS = {
     "ingest_vs_raw_read": (">=", 0.5),
     "scorecards_vs_raw_render": (">=", 0.9),
     "e2e_vs_raw_half": ("<=", 1.3),
+    "flow_e2e_vs_raw_half": ("<=", 1.3),
     "time_3000_over_300": ("<=", 11.0),
+    "flow_time_3000_over_300": ("<=", 11.0),
+    "rerun_vs_full": ("<=", 0.10),
     "bulletin_s_at_3000": ("<=", 60.0),
     "peak_rss_mb_at_3000": ("<=", 1024.0),
 }
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 # ============================================================== memory and CPU
@@ -112,21 +124,35 @@ def _proc_table() -> dict[int, tuple[int, str, int]]:
     return out
 
 
+def _is_prefect_server(pid: int) -> bool:
+    """Prefect's temporary API server (a uvicorn child of the first process that runs a flow)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"prefect.server.api.server:create_app" in fh.read()
+    except OSError:
+        return False
+
+
 class Sampler:
     """Samples this process's descendants from /proc (psutil-free).
 
-    kaohe's reader children and the render pools hang off a fork server, so they
+    kaohe's reader children and layout workers hang off a fork server, so they
     are grandchildren: RUSAGE_CHILDREN never sees them. The sampler walks the
     process tree every ``interval`` seconds and keeps, per stage: the largest
     descendant VmHWM, the largest sum of VmRSS over the whole tree (this process
-    included), the number of descendants seen and their CPU time.
+    included), the descendants seen and their CPU time. Prefect's temporary API
+    server (a child once a flow has run) is kept apart: its RSS and CPU are
+    recorded on their own, not in the tree, so the stage figures of a later N do
+    not carry it.
     """
 
     def __init__(self, interval: float = 0.1):
         self.interval = interval
         self.me = os.getpid()
         self.lock = threading.Lock()
-        self.cpu_seen: dict[tuple[int, str], int] = {}  # (pid, starttime) → last ticks
+        self.cpu_seen: dict[tuple[int, str], int] = {}  # (pid, starttime) → last ticks (kaohe's descendants)
+        self.server_cpu: dict[tuple[int, str], int] = {}  # the same for Prefect's server
+        self.server_keys: dict[tuple[int, str], bool] = {}
         self.reset()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
@@ -135,6 +161,7 @@ class Sampler:
         with getattr(self, "lock", threading.Lock()):
             self.child_hwm_kb = 0
             self.tree_rss_kb = 0
+            self.server_rss_kb = 0
             self.children_seen: set[tuple[int, str]] = set()
 
     def start(self) -> "Sampler":
@@ -149,6 +176,10 @@ class Sampler:
         with self.lock:
             return sum(self.cpu_seen.values()) / TICKS
 
+    def server_cpu_s(self) -> float:
+        with self.lock:
+            return sum(self.server_cpu.values()) / TICKS
+
     def sample(self) -> None:
         table = _proc_table()
         kids: dict[int, list[int]] = {}
@@ -160,17 +191,28 @@ class Sampler:
             desc.append(p)
             todo.extend(kids.get(p, []))
         tree = _status_kb("self", "VmRSS")
-        hwm = 0
+        hwm = server = 0
+        ours, servers = [], []
         for p in desc:
+            key = (p, table[p][1])
+            is_server = self.server_keys.get(key)
+            if is_server is None:
+                is_server = self.server_keys[key] = _is_prefect_server(p)
+            (servers if is_server else ours).append((p, key))
+        for p, _ in ours:
             tree += _status_kb(p, "VmRSS")
             hwm = max(hwm, _status_kb(p, "VmHWM"))
+        for p, _ in servers:
+            server += _status_kb(p, "VmRSS")
         with self.lock:
             self.tree_rss_kb = max(self.tree_rss_kb, tree)
             self.child_hwm_kb = max(self.child_hwm_kb, hwm)
-            for p in desc:
-                key = (p, table[p][1])
+            self.server_rss_kb = max(self.server_rss_kb, server)
+            for p, key in ours:
                 self.children_seen.add(key)
                 self.cpu_seen[key] = max(self.cpu_seen.get(key, 0), table[p][2])
+            for p, key in servers:
+                self.server_cpu[key] = max(self.server_cpu.get(key, 0), table[p][2])
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -180,23 +222,21 @@ class Sampler:
                 pass
 
 
-# ===================================================================== stages
-
-
 @dataclass
 class Stage:
     name: str
     wall_s: float
     units: int  # what units/s counts (files, units, documents); 0: not a per-unit stage
-    cpu_s: float  # this process + descendants
+    cpu_s: float  # this process + descendants (Prefect's server apart)
     peak_rss_self_mb: float  # VmHWM during the stage (reset before it), or ru_maxrss so far
     peak_rss_children_mb: float  # the largest descendant's VmHWM seen during the stage
-    peak_rss_tree_mb: float  # largest sampled sum of RSS: this process + all descendants
-    ru_maxrss_self_mb: float  # getrusage(RUSAGE_SELF).ru_maxrss after the stage (process lifetime)
-    ru_maxrss_children_mb: float  # getrusage(RUSAGE_CHILDREN).ru_maxrss after the stage (reaped children only)
+    peak_rss_tree_mb: float  # largest sampled sum of RSS: this process + all descendants (Prefect's server apart)
     processes: int  # descendants seen during the stage
-    loadavg_1m: float = 0.0  # the machine's load when the stage started (a shared machine's timings need it)
+    loadavg_1m: float = 0.0  # the machine's 1-min load when the stage started
+    loadavg_1m_end: float = 0.0  # … and when it ended
     in_e2e: bool = True
+    prefect_server_rss_mb: float = 0.0  # Prefect's temporary server, when running
+    prefect_server_cpu_s: float = 0.0
 
     @property
     def rate(self) -> float | None:
@@ -206,13 +246,13 @@ class Stage:
         d = asdict(self)
         d["units_per_s"] = None if self.rate is None else round(self.rate, 3)
         d["cpu_over_wall"] = round(self.cpu_s / self.wall_s, 2) if self.wall_s >= 0.05 else None  # too short to mean anything
-        for k in ("wall_s", "cpu_s"):
+        for k in ("wall_s", "cpu_s", "prefect_server_cpu_s"):
             d[k] = round(d[k], 4)
         return d
 
 
 class Meter:
-    """Times stages: wall clock, CPU of the process tree, peak RSS."""
+    """Times stages: wall clock, CPU of the process tree, peak RSS, load."""
 
     def __init__(self, sampler: Sampler):
         self.sampler = sampler
@@ -226,7 +266,7 @@ class Meter:
         self.sampler.reset()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         rc0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        kid0 = self.sampler.child_cpu_s()
+        kid0, srv0 = self.sampler.child_cpu_s(), self.sampler.server_cpu_s()
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
@@ -234,12 +274,13 @@ class Meter:
         self.sampler.sample()
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         rc1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        # descendants' CPU from /proc; direct children that were reaped in between only in RUSAGE_CHILDREN
+        # descendants' CPU from /proc; direct children reaped between two samples only in RUSAGE_CHILDREN
         kid = max(self.sampler.child_cpu_s() - kid0, (rc1.ru_utime + rc1.ru_stime) - (rc0.ru_utime + rc0.ru_stime))
         cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime) + kid
         hwm = _status_kb("self", "VmHWM") if self.hwm_resettable else ru1.ru_maxrss
         with self.sampler.lock:
-            child_hwm, tree, seen = self.sampler.child_hwm_kb, self.sampler.tree_rss_kb, len(self.sampler.children_seen)
+            child_hwm, tree, seen, server = (self.sampler.child_hwm_kb, self.sampler.tree_rss_kb,
+                                             len(self.sampler.children_seen), self.sampler.server_rss_kb)
         self.stages.append(
             Stage(
                 name=name,
@@ -249,11 +290,12 @@ class Meter:
                 peak_rss_self_mb=round(hwm / 1024, 1),
                 peak_rss_children_mb=round(child_hwm / 1024, 1),
                 peak_rss_tree_mb=round(max(tree, hwm) / 1024, 1),
-                ru_maxrss_self_mb=round(ru1.ru_maxrss / 1024, 1),
-                ru_maxrss_children_mb=round(rc1.ru_maxrss / 1024, 1),
                 processes=seen,
                 loadavg_1m=round(load, 2),
+                loadavg_1m_end=round(os.getloadavg()[0], 2),
                 in_e2e=in_e2e,
+                prefect_server_rss_mb=round(server / 1024, 1),
+                prefect_server_cpu_s=max(0.0, self.sampler.server_cpu_s() - srv0),
             )
         )
         return out
@@ -262,10 +304,32 @@ class Meter:
         return next((s for s in self.stages if s.name == name), None)
 
 
-# ============================================================ raw-limit workers
+# ======================================================== pool workers
 # Module-level functions: the pools pickle them by reference.
 
 _W: dict = {}
+
+
+def _gen_init(catalog_path: str, registry_path: str, seed: int, subs_dir: str) -> None:
+    from kaohe.catalog import load_catalog
+    from kaohe.registry import load_registry
+
+    cat = load_catalog(catalog_path)
+    _W["gen"] = (cat, load_registry(registry_path, cat), seed, Path(subs_dir))
+
+
+def _gen_units(indices: list[int]) -> int:
+    """Write the workbooks of these units: kaohe.sample's values and filled template, one rng per unit."""
+    from kaohe.sample import filled_workbook, unit_values
+    from kaohe.template import template_filename
+
+    cat, reg, seed, subs = _W["gen"]
+    for i in indices:
+        unit = reg.units[i]
+        rng = random.Random(f"kaohe-bench:{seed}:{unit.unit_id}")  # str seeds are hashed with sha512: stable
+        wb, _ = filled_workbook(cat, unit, unit_values(cat, unit, rng))
+        wb.save(subs / template_filename(unit, cat.year))
+    return len(indices)
 
 
 def _calamine_read(path: str, sheet: str) -> int:
@@ -273,6 +337,10 @@ def _calamine_read(path: str, sheet: str) -> int:
 
     rows = CalamineWorkbook.from_path(path).get_sheet_by_name(sheet).to_python()
     return len(rows)
+
+
+def _calamine_read_star(a):
+    return _calamine_read(*a)
 
 
 def _raw_engine():
@@ -303,10 +371,11 @@ def _read_worker_init(ready, path: str, sheet: str) -> None:
     ready.put(os.getpid())
 
 
-def _mp_context():
+def _mp_context(method: str = "forkserver"):
+    """forkserver (kaohe's own, already started by its stages), else spawn."""
     import multiprocessing as mp
 
-    return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    return mp.get_context(method if method in mp.get_all_start_methods() else "spawn")
 
 
 def _warm_pool(procs: int, init, initargs: tuple):
@@ -330,11 +399,66 @@ def _pool_map(pool, fn, items: list, procs: int) -> list:
     return pool.map(fn, items, chunksize=chunk)
 
 
-# ==================================================================== one N
+# ================================================================== snapshot
+
+
+def snapshot_tree(dest: Path) -> dict:
+    """Copy the checkout's code and bundled inputs to ``dest`` and import kaohe from there.
+
+    Other people edit the same working tree while a long benchmark runs: an edit in the middle
+    would make the stages, the flow runs and (through the code and PDF cache keys) the re-run
+    measure different code. The copy has the installed layout (flows/ and schemas/ as
+    ``kaohe.flows`` and ``kaohe.schemas``); every child (fork server, pools) inherits sys.path.
+    """
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "kaohe", dest / "kaohe", ignore=ignore)
+    for sub in ("flows", "schemas"):
+        shutil.copytree(REPO / sub, dest / "kaohe" / sub, ignore=ignore)
+    for sub in ("indicators", "inputs"):
+        if (REPO / sub).is_dir():
+            shutil.copytree(REPO / sub, dest / sub, ignore=ignore)
+    h = hashlib.sha256()
+    for f in sorted(p for p in dest.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(dest)).encode() + b"\0" + f.read_bytes() + b"\0")
+    if "kaohe" in sys.modules:
+        raise RuntimeError("kaohe was imported before the snapshot")
+    sys.path.insert(0, str(dest))
+    return {"path": str(dest), "sha256": h.hexdigest()[:16]}
+
+
+def checkout_state() -> dict:
+    """The checkout's commit and whether it had uncommitted changes when the bench started."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True, timeout=10).stdout.rstrip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "kaohe", "flows", "schemas")
+    return {"commit": git("rev-parse", "--short=12", "HEAD"), "uncommitted_code_files": dirty.splitlines()}
+
+
+# ==================================================================== corpus
+
+
+def _generator_fingerprint() -> str:
+    """What the generated workbooks depend on besides N and the seed."""
+    import kaohe
+    from kaohe import layout as L
+    from kaohe.paths import bundled
+
+    h = hashlib.sha256(f"bench-generator {GENERATOR_VERSION} layout {L.LAYOUT_VERSION}\n".encode())
+    b = bundled(YEAR)
+    pkg = Path(kaohe.__file__).resolve().parent
+    for p in (b.catalog, b.registry, pkg / "sample.py", pkg / "template.py", pkg / "layout.py"):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def write_components(registry, path: Path, seed: int) -> None:
-    """Deterministic 群众满意度 / 日常考核 scores for the synthetic units (the run needs them: never zero)."""
+    """Deterministic 群众满意度 / 日常考核 scores for the synthetic units (the run needs them)."""
     rng = random.Random(seed)
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         w = csv.writer(fh)
@@ -344,24 +468,139 @@ def write_components(registry, path: Path, seed: int) -> None:
             w.writerow([u.unit_id, "daily", f"{rng.uniform(72, 98):.1f}"])
 
 
-def scorecard_html(result, group_results, catalog, settings) -> str:
-    """The scorecard HTML exactly as render_scorecard builds it (the report's context and template)."""
-    from kaohe.report import render as R
+def generate_corpus(n: int, args, dest: Path) -> dict:
+    """registry.csv, components.csv and submissions/ for N units into ``dest`` (created here).
 
-    for name in ("scorecard_html", "build_scorecard_html"):  # if the report grows a public helper, use it
-        fn = getattr(R, name, None)
-        if callable(fn):
-            return fn(result, group_results, catalog, settings)
-    from kaohe.report import context as C
+    Without mistakes: the synthetic registry of ``kaohe.sample`` and each unit's workbook from
+    ``kaohe.sample.unit_values`` + ``filled_workbook`` (what ``kaohe sample`` writes), with one
+    rng per unit seeded by (seed, unit id), so the units are written by a process pool and the
+    corpus is the same whatever the number of processes. With ``--mistakes``: ``kaohe.sample.generate``
+    itself (one process), which plants the mistakes.
+    """
+    from kaohe.catalog import load_catalog
+    from kaohe.paths import bundled
+    from kaohe.registry import load_registry, write_registry
+    from kaohe.sample import generate, synthetic_registry
 
-    return R.render_template("scorecard.html", C.scorecard_context(result, group_results, catalog, settings))
+    b = bundled(YEAR)
+    cat = load_catalog(b.catalog)
+    base = load_registry(b.registry, cat)
+    subs = dest / "submissions"
+    subs.mkdir(parents=True)
+    procs = 1
+    if args.mistakes:
+        registry, _planted = generate(cat, base, dest, units=n, seed=args.seed, with_mistakes=True, mistakes=args.mistakes)
+    else:
+        registry = synthetic_registry(base, n)
+        write_registry(registry, dest / "registry.csv")
+        procs = max(1, min(args.gen_workers or os.cpu_count() or 1, n // 10 or 1))
+        idx = list(range(n))
+        if procs == 1:
+            _gen_init(str(b.catalog), str(dest / "registry.csv"), args.seed, str(subs))
+            _gen_units(idx)
+        else:
+            # spawn, not kaohe's fork server: the fork server must first be started by kaohe's own
+            # stages (with kaohe's preload list), exactly as in `kaohe run`
+            chunks = [idx[i : i + 10] for i in range(0, n, 10)]
+            with _mp_context("spawn").Pool(procs, initializer=_gen_init,
+                                            initargs=(str(b.catalog), str(dest / "registry.csv"), args.seed, str(subs))) as pool:
+                assert sum(pool.imap_unordered(_gen_units, chunks)) == n
+    write_components(registry, dest / "components.csv", args.seed)
+    return {"processes": procs, "method": "kaohe.sample.generate" if args.mistakes else "kaohe.sample.unit_values+filled_workbook, one rng per unit"}
+
+
+def ensure_corpus(n: int, args, work: Path, meter: Meter, log) -> tuple[Path, dict]:
+    """The corpus for N: reused from ``--corpus DIR`` when its marker matches, else generated."""
+    key = {"units": n, "seed": args.seed, "mistakes": args.mistakes, "generator": _generator_fingerprint()}
+    root = Path(args.corpus) if args.corpus else work
+    dest = root / f"units-{n}-seed{args.seed}-m{args.mistakes}"
+    marker = dest / "corpus.json"
+    if marker.is_file():
+        try:
+            have = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            have = {}
+        if {k: have.get(k) for k in key} == key and len(list((dest / "submissions").iterdir())) == n:
+            log(f"[N={n}] corpus reused: {dest}")
+            return dest, {"reused": True, "path": str(dest), **have}
+        shutil.rmtree(dest, ignore_errors=True)
+    log(f"[N={n}] generating {n} workbooks …")
+    tmp = root / f".gen-{n}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        info = meter.run("generate", generate_corpus, n, args, tmp, units=n, in_e2e=False)
+        (tmp / "corpus.json").write_text(json.dumps(key | info, indent=2), encoding="utf-8")
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    st = meter.get("generate")
+    return dest, {"reused": False, "path": str(dest), **key, **info, "stage": st.as_dict()}
+
+
+# ==================================================================== checks
 
 
 class CheckFailed(Exception):
     pass
 
 
-def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path) -> dict:
+def check_run(run: Path, n: int, registry, args, label: str) -> dict:
+    """Every unit has a result (scored unless mistakes were planted), in results.csv and in the
+    manifest; a scorecard PDF per scored unit; the bulletin. Raises CheckFailed."""
+    problems = []
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    with (run / "results.csv").open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    ids = {u.unit_id for u in registry}
+    if {r.get("unit_id") for r in rows} != ids or len(rows) != len(ids):
+        problems.append(f"results.csv has {len(rows)} rows, not one per unit ({len(ids)})")
+    scored = manifest.get("units", {}).get("scored")
+    if not args.mistakes and scored != n:
+        problems.append(f"manifest: {scored}/{n} units scored ({manifest.get('units')})")
+    if len(manifest.get("submissions", [])) != n:
+        problems.append(f"manifest lists {len(manifest.get('submissions', []))} submissions for {n} files")
+    elif not args.mistakes and any(s["state"] != "scored" for s in manifest["submissions"]):
+        bad = [f"{s['file']}:{s['state']}" for s in manifest["submissions"] if s["state"] != "scored"][:5]
+        problems.append("manifest: files not scored: " + ", ".join(bad))
+    pdfs = sorted((run / "scorecards").glob("*.pdf")) if (run / "scorecards").is_dir() else []
+    if scored is None or len(pdfs) != scored or any(p.stat().st_size == 0 for p in pdfs):
+        problems.append(f"{len(pdfs)} scorecard PDFs for {scored} scored units")
+    if not (run / "bulletin.pdf").is_file() or (run / "bulletin.pdf").stat().st_size == 0:
+        problems.append("no bulletin.pdf")
+    if problems:
+        raise CheckFailed(f"N={n} {label}: " + "; ".join(problems))
+    return manifest
+
+
+def fix_one_unit(files: list[Path], catalog, registry) -> dict:
+    """One unit corrects its workbook: a different evidence text in a cell that had one
+    (as tests/test_e2e.py::test_rerun_after_one_fix_redoes_only_that_unit). A new file, the same scores."""
+    from openpyxl import load_workbook
+
+    from kaohe import layout as L
+    from kaohe.reading import read_workbook
+    from kaohe.template import template_filename
+
+    by_name = {template_filename(u, catalog.year): u for u in registry}
+    path = files[len(files) // 2]
+    unit = by_name[path.name]
+    wb = load_workbook(path)
+    ws = wb[L.FORM_SHEET]
+    addr = next(a for blk in L.layout(catalog, unit).blocks for k, _, a in blk.inputs() if k == L.EVIDENCE_KEY and ws[a].value)
+    before = ws[addr].value
+    ws[addr].value = f"{before}(补充佐证,更正后)"
+    wb.save(path)
+    res = read_workbook(path, catalog, registry)
+    if res.problems:
+        raise CheckFailed(f"the fixed workbook {path.name} has problems: {[p.render() for p in res.problems][:3]}")
+    return {"file": path.name, "unit_id": unit.unit_id, "cell": f"{L.FORM_SHEET}!{addr}"}
+
+
+# ==================================================================== one N
+
+
+def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path, state: dict, log) -> dict:
     from kaohe import pipeline as P
     from kaohe.catalog import load_catalog
     from kaohe.insight import rank_robustness, watch_list
@@ -369,46 +608,34 @@ def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path) -> dic
     from kaohe.outputs import write_watchlist_csv
     from kaohe.paths import bundled
     from kaohe.registry import load_registry
+    from kaohe.report import jobs as J
     from kaohe.report import render as R
     from kaohe.review import load_components
-    from kaohe.sample import generate
 
     b = bundled(YEAR)
-    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if not args.quiet else (lambda *a: None)
-    data = work / f"units-{n}"
+    cores = os.cpu_count() or 1
+    res: dict = {"units": n, "loadavg_start": loadavg()}
     gen = Meter(sampler)
+    data, res["corpus"] = ensure_corpus(n, args, work, gen, log)
 
-    # ---------------------------------------------------- 1. generation (not timed as the run)
-    log(f"[N={n}] generating {n} workbooks …")
-    cat0 = load_catalog(b.catalog)
-    base = load_registry(b.registry, cat0)
-    registry0, _planted = gen.run(
-        "generate",
-        lambda: generate(cat0, base, data, units=n, seed=args.seed, with_mistakes=args.mistakes > 0, mistakes=args.mistakes or None),
-        units=n,
-        in_e2e=False,
-    )
-    write_components(registry0, data / "components.csv", args.seed)
-    files_all = P.list_submission_files(data / "submissions")
-    if len(files_all) != n:
-        raise CheckFailed(f"N={n}: generate wrote {len(files_all)} workbooks, expected {n}")
-
-    # ---------------------------------------------------- 2. the year end, in the flow's order
+    # ---------------------------------------------------- 1. the year end, stage by stage, in the flow's order
     m = Meter(sampler)
     paths = {"catalog": b.catalog, "registry": data / "registry.csv", "review": None, "components": data / "components.csv"}
+    out_stages = out_root / f"stages-{n}"
 
     def load_inputs():
         catalog = load_catalog(paths["catalog"])
         registry = load_registry(paths["registry"], catalog)
         return catalog, registry, [], load_components(paths["components"], catalog, registry)
 
-    log(f"[N={n}] year end: read → parse → validate → review → score → rank → insight → render → archive → write")
+    log(f"[N={n}] year end by stages: ingest ({cores} workers) → validate → review → score → rank → insight → render ({cores} workers) → archive → write")
     t_e2e = time.perf_counter()
     catalog, registry, review_rows, components = m.run("load_inputs", load_inputs)
     files = m.run("list_files", P.list_submission_files, data / "submissions", units=n)
-    reads = m.run("read", P.read_stage, files, catalog, registry, units=n)
-    subs = m.run("parse", P.parse_stage, reads, catalog, registry, units=n)
-    intake = m.run("validate", P.validate_stage, reads, subs, catalog, registry, units=n)
+    if len(files) != n:
+        raise CheckFailed(f"N={n}: the corpus has {len(files)} workbooks, expected {n}")
+    reads = m.run("ingest", P.ingest_stage, files, catalog, registry, cache=None, workers=cores, units=n)
+    intake = m.run("validate", lambda: P.validate_stage(reads, P.parse_stage(reads, catalog, registry), catalog, registry), units=n)
     reviewed, changes, notes = m.run("review", P.review_stage, review_rows, intake, catalog, registry, units=n)
     scored = m.run("score", P.score_stage, intake, reviewed, changes, components, catalog, registry, units=n)
     results = m.run("rank", P.rank_stage, scored, catalog, units=n)
@@ -422,7 +649,7 @@ def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path) -> dic
     watch = m.run("insight", insight, units=n)
 
     def run_folder():
-        run = P.new_run_folder(out_root, YEAR)
+        run = P.new_run_folder(out_stages, YEAR)
         write_watchlist_csv(run / "watchlist.csv", watch)
         return run
 
@@ -430,227 +657,273 @@ def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path) -> dic
     settings = R.BulletinSettings(draws=args.draws)
     n_scored = sum(1 for r in results if r.status == "scored" and r.final is not None)
     n_feedback = sum(1 for ps in intake.problems.values() if ps)
-    docs = m.run("render", R.render_run, run, results, catalog, intake, settings, None, units=1 + n_scored + n_feedback)
-    input_files = m.run("archive_inputs", P.archive_inputs, run, {k: v for k, v in paths.items()}, files, units=n)
-    params = {"year": YEAR, "out": str(out_root), "draws": args.draws, "seed": args.seed, "bench_units": n}
-    manifest = m.run(
-        "write_run",
-        P.write_run,
-        run,
-        catalog=catalog,
-        registry=registry,
-        results=results,
-        intake=intake,
-        params=params,
-        input_files=input_files,
-        review_notes=notes,
-        review_rows=len(review_rows),
-        changes=changes,
-        units=n,
-    )
+    docs = m.run("render", R.render_run, run, results, catalog, intake, settings, None, watch, None,
+                 workers=cores, cache_root=None, units=2 + n_scored + n_feedback)
+    input_files = m.run("archive_inputs", P.archive_inputs, run, dict(paths), files, units=n)
+    params = {"year": YEAR, "out": str(out_stages), "draws": args.draws, "seed": args.seed, "bench_units": n}
+    m.run("write_run", P.write_run, run, catalog=catalog, registry=registry, results=results, intake=intake, params=params,
+          input_files=input_files, review_notes=notes, review_rows=len(review_rows), changes=changes,
+          work={"runner": f"bench stages (no Prefect), {cores} processes"}, units=n)
     e2e = time.perf_counter() - t_e2e
+    check_run(run, n, registry, args, "stages")
+    log(f"[N={n}] stages ok: {n_scored} scored, {len(docs)} files in {e2e:.1f} s")
+    res.update(files=len(files), scored=n_scored, feedback_documents=n_feedback, documents=len(docs), e2e_s=round(e2e, 3))
+    del reads, reviewed, scored
 
-    # ---------------------------------------------------- checks: a result for every unit
-    problems = []
-    if len(results) != len(registry):
-        problems.append(f"{len(results)} results for {len(registry)} units")
-    if not args.mistakes and n_scored != n:
-        bad = [f"{r.unit_id}:{r.status}" for r in results if r.status != "scored"][:10]
-        problems.append(f"only {n_scored}/{n} units scored ({', '.join(bad)})")
-    with (run / "results.csv").open(encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if {r.get("unit_id") for r in rows} != {u.unit_id for u in registry}:
-        problems.append(f"results.csv has {len(rows)} rows, not one per unit")
-    pdfs = sorted((run / "scorecards").glob("*.pdf")) if (run / "scorecards").is_dir() else []
-    if len(pdfs) != n_scored or any(p.stat().st_size == 0 for p in pdfs):
-        problems.append(f"{len(pdfs)} scorecard PDFs for {n_scored} scored units")
-    if not (run / "bulletin.pdf").is_file() or (run / "bulletin.pdf").stat().st_size == 0:
-        problems.append("no bulletin.pdf")
-    if manifest.get("units", {}).get("scored") != n_scored:
-        problems.append(f"manifest counts {manifest.get('units')}")
-    if problems:
-        raise CheckFailed(f"N={n}: " + "; ".join(problems))
-    log(f"[N={n}] run ok: {n_scored} scored, {len(docs)} documents in {run}")
-
-    # ---------------------------------------------------- bulletin alone (outside e2e)
+    # ---------------------------------------------------- 2. reference stages (not in the end to end)
+    x = Meter(sampler)
     scratch = work / f"scratch-{n}"
-    scratch.mkdir(exist_ok=True)
-    m.run("bulletin", R.render_bulletin, results, catalog, settings, scratch / "bulletin.pdf", None, units=1, in_e2e=False)
-    render_st, bull_st = m.get("render"), m.get("bulletin")
-    card_s = max(1e-9, render_st.wall_s - bull_st.wall_s)  # render_run = bulletin + scorecards + feedback PDFs
-    render_parallel = render_st.cpu_s / render_st.wall_s if render_st.wall_s else 0.0
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    x.run("bulletin", R.render_bulletin, results, catalog, settings, scratch / "bulletin.pdf", None, units=1, in_e2e=False)
 
-    # ---------------------------------------------------- 3a. raw read: python-calamine
-    log(f"[N={n}] raw limits: python-calamine read of {len(files)} files …")
-    sheet = FORM_SHEET
-    strs = [str(p) for p in files]
-    rows_read = m.run("raw_read", lambda: [_calamine_read(p, sheet) for p in strs], units=n, in_e2e=False)
-    if any(r == 0 for r in rows_read):
-        raise CheckFailed(f"N={n}: python-calamine read an empty form sheet")
-    cores = os.cpu_count() or 1
-    raw_read_par = None
-    if args.raw_parallel is True and cores > 1:
-        pool, start = _warm_pool(cores, _read_worker_init, (strs[0], sheet))
-        try:
-            m.run(f"raw_read_{cores}p", lambda: _pool_map(pool, _calamine_read_star, [(p, sheet) for p in strs], cores), units=n, in_e2e=False)
-        finally:
-            pool.close()
-            pool.join()
-        raw_read_par = {"processes": cores, "startup_s": round(start, 3)}
+    def kaohe_scorecards():
+        """Scorecards and feedback letters alone, exactly as render_run lays them out: HTML built here
+        (jobs.scorecard_jobs/feedback_jobs), batches (pipeline.batches, 2–25) to jobs.local_pool(cores)."""
+        s = settings.resolved(catalog)
+        todo = list(J.scorecard_jobs(scratch, results, catalog, s)) + list(J.feedback_jobs(scratch, results, catalog, intake, s))
+        with J.local_pool(cores) as pool:
+            futs = [pool.submit(J.render_batch, batch, None) for batch in P.batches(todo, cores, smallest=2, largest=25)]
+            return [p for f in futs for p in f.result().paths]
 
-    # ---------------------------------------------------- 3b. raw render: WeasyPrint on the same HTML
-    by_group: dict = {}
-    for r in results:
-        by_group.setdefault(r.unit.group, []).append(r)
-    resolved = settings.resolved(catalog)
-    cards = [r for r in results if r.status == "scored" and r.final is not None]
-    html = m.run("html_build", lambda: [scorecard_html(r, by_group[r.unit.group], catalog, resolved) for r in cards], units=len(cards), in_e2e=False)
-    log(f"[N={n}] raw limits: WeasyPrint write_pdf of {len(html)} scorecards, 1 process …")
-    pdf_bytes = m.run("raw_render_1p", lambda: [_raw_render(h) for h in html], units=len(html), in_e2e=False)
-    if any(x == 0 for x in pdf_bytes):
-        raise CheckFailed(f"N={n}: an empty raw PDF")
-    # parallel raw render: with as many processes as kaohe renders with (or all cores when asked)
-    par_procs = 0
-    if args.raw_parallel is True:
-        par_procs = cores
-    elif args.raw_parallel == "auto" and render_parallel > 1.3:
-        par_procs = max(2, min(cores, round(render_parallel)))
-    raw_render_par = None
-    if par_procs > 1 and html:
-        log(f"[N={n}] raw limits: WeasyPrint write_pdf, {par_procs} processes …")
-        pool, start = _warm_pool(par_procs, _render_worker_init, (html[0],))
-        try:
-            m.run(f"raw_render_{par_procs}p", lambda: _pool_map(pool, _raw_render, html, par_procs), units=len(html), in_e2e=False)
-        finally:
-            pool.close()
-            pool.join()
-        raw_render_par = {"processes": par_procs, "startup_s": round(start, 3)}
+    raw: dict = {}
+    html: list[str] = []
+    if args.raw:
+        resolved = settings.resolved(catalog)
+        html = x.run("html_build", lambda: [j.html for j in J.scorecard_jobs(scratch, results, catalog, resolved)], units=n_scored, in_e2e=False)
+        raw["html_kb_mean"] = round(sum(len(h.encode()) for h in html) / max(1, len(html)) / 1024, 1)
+    if not args.smoke:
+        log(f"[N={n}] kaohe's scorecards alone ({cores} layout workers) …")
+        x.run("scorecards", kaohe_scorecards, units=n_scored + n_feedback, in_e2e=False)
+    if args.raw and html:
+        # raw layout right after kaohe's (the machine's load drifts), in pool workers forked from the same
+        # fork server as kaohe's layout workers, each warmed (engine, fonts, one document) before the clock
+        for procs in sorted({cores, 1}, reverse=True):
+            log(f"[N={n}] raw limits: WeasyPrint write_pdf of {len(html)} scorecards, {procs} process(es) …")
+            pool, start = _warm_pool(procs, _render_worker_init, (html[0],))
+            try:
+                pdf_bytes = x.run(f"raw_render_{procs}p", lambda: _pool_map(pool, _raw_render, html, procs), units=len(html), in_e2e=False)
+            finally:
+                pool.close()
+                pool.join()
+            raw[f"render_{procs}p_startup_s"] = round(start, 3)
+            if any(v == 0 for v in pdf_bytes):
+                raise CheckFailed(f"N={n}: an empty raw PDF")
+        raw["pdf_kb_mean"] = round(sum(pdf_bytes) / max(1, len(pdf_bytes)) / 1024, 1)
+    del html
+    if args.raw:
+        log(f"[N={n}] raw limits: python-calamine read of {len(files)} files …")
+        strs = [str(p) for p in files]
+        rows_read = x.run("raw_read", lambda: [_calamine_read(p, FORM_SHEET) for p in strs], units=n, in_e2e=False)
+        if any(r == 0 for r in rows_read):
+            raise CheckFailed(f"N={n}: python-calamine read an empty form sheet")
+        if args.raw_read_parallel and cores > 1:
+            pool, start = _warm_pool(cores, _read_worker_init, (strs[0], FORM_SHEET))
+            try:
+                x.run(f"raw_read_{cores}p", lambda: _pool_map(pool, _calamine_read_star, [(p, FORM_SHEET) for p in strs], cores), units=n, in_e2e=False)
+            finally:
+                pool.close()
+                pool.join()
+            raw["read_parallel_startup_s"] = round(start, 3)
+    del results, intake
+    gc.collect()
 
-    # ---------------------------------------------------- figures
-    st = {s.name: s for s in m.stages}
-    ingest_s = st["read"].wall_s + st["parse"].wall_s + st["validate"].wall_s
-    ingest_rate = n / ingest_s
-    raw_read_rate = st["raw_read"].rate
-    card_docs = len(cards) + n_feedback  # with --mistakes the feedback PDFs are in the same interval
-    card_rate = card_docs / card_s if cards else None
-    raw1 = st["raw_render_1p"]
-    rawp = st.get(f"raw_render_{par_procs}p") if raw_render_par else None
-    # "on the same cores": against the raw rate with kaohe's number of render processes
-    same = rawp if (rawp and render_parallel > 1.3) else raw1
-    half = (st["raw_read"].wall_s + raw1.wall_s) / 2  # the issue's (raw read + raw render) / 2, two cores
-    pipeline_stages = [s for s in m.stages if s.in_e2e]
-    peak_tree = max(s.peak_rss_tree_mb for s in pipeline_stages)
-    ratios = {
-        "ingest_vs_raw_read": round(ingest_rate / raw_read_rate, 4),
-        "scorecards_vs_raw_render": round(card_rate / same.rate, 4) if card_rate and same.rate else None,
-        "scorecards_vs_raw_render_1p": round(card_rate / raw1.rate, 4) if card_rate and raw1.rate else None,
-        "scorecards_vs_raw_render_np": round(card_rate / rawp.rate, 4) if card_rate and rawp and rawp.rate else None,
-        "e2e_vs_raw_half": round(e2e / half, 4),
+    # ---------------------------------------------------- 3. the real Prefect flow: full, warm, one fix, re-run
+    flow: dict = {}
+    f = Meter(sampler)
+    if args.flow:
+        flow = run_flow(n, args, data, out_root, f, state, catalog, registry, run, log)
+
+    res["stages"] = [s.as_dict() for s in m.stages]
+    res["reference_stages"] = [s.as_dict() for s in x.stages]
+    res["flow_stages"] = [s.as_dict() for s in f.stages]
+    res["flow"] = flow
+    res["raw"] = raw
+    res["run_folder"] = str(run)
+    res["loadavg_end"] = loadavg()
+    res.update(figures(n, m, x, f, res, cores))
+    return res
+
+
+def run_flow(n: int, args, data: Path, out_root: Path, f: Meter, state: dict, catalog, registry, stage_run: Path, log) -> dict:
+    """The real flow (kaohe.flows.year_end.year_end), as `kaohe run` calls it."""
+    from kaohe import pipeline as P
+    from kaohe.paths import bundled
+
+    P.environment_defaults()
+    from kaohe.flows.year_end import year_end
+
+    if not state.get("prefect_started"):
+        from prefect import flow as prefect_flow
+
+        @prefect_flow(name="bench-prefect-start")
+        def _start() -> int:
+            return 1
+
+        log("Prefect: starting the temporary server (once per process) …")
+        f.run("prefect_start", _start, in_e2e=False)
+        state["prefect_started"] = True
+
+    subs = out_root / f"flow-{n}" / "submissions"
+    shutil.rmtree(subs.parent, ignore_errors=True)
+    shutil.copytree(data / "submissions", subs)  # the fix must not touch the (kept) corpus
+    kw = dict(year=YEAR, catalog=str(bundled(YEAR).catalog), registry=str(data / "registry.csv"), submissions=str(subs),
+              components=str(data / "components.csv"), draws=args.draws, seed=args.seed)
+    out_full, out_inc = subs.parent / "full", subs.parent / "incremental"
+    info: dict = {}
+
+    def manifest(run: str) -> dict:
+        return json.loads((Path(run) / "manifest.json").read_text(encoding="utf-8"))
+
+    def timed(label: str, out: Path, cache: bool) -> str:
+        state = f.run(label, year_end, out=str(out), cache=cache, return_state=True, units=n, in_e2e=False, **kw)
+        run = state.result()
+        info.setdefault("tasks", {})[label] = flow_breakdown(state)
+        return run
+
+    log(f"[N={n}] flow: full run without caches …")
+    full = timed("flow_full_nocache", out_full, False)
+    check_run(Path(full), n, registry, args, "flow (no cache)")
+    info["full_work"] = manifest(full)["work"]
+    info["same_results_as_stages"] = (Path(full) / "results.csv").read_bytes() == (stage_run / "results.csv").read_bytes()
+    log(f"[N={n}] flow: warm run with caches (fills {out_inc}/.cache) …")
+    warm = timed("flow_warm_cache", out_inc, True)
+    check_run(Path(warm), n, registry, args, "flow (warm)")
+    info["warm_work"] = manifest(warm)["work"]
+    info["fixed"] = fix_one_unit(P.list_submission_files(subs), catalog, registry)
+    log(f"[N={n}] flow: re-run after one unit's fix ({info['fixed']['file']}) …")
+    again = timed("flow_rerun_one_fix", out_inc, True)
+    check_run(Path(again), n, registry, args, "flow (re-run)")
+    w = info["rerun_work"] = manifest(again)["work"]
+    info["rerun_read_only_the_fix"] = w.get("ingest", {}).get("read") == 1
+    info["rerun_laid_out"] = w.get("render", {}).get("laid_out")
+    info["rerun_same_results"] = (Path(again) / "results.csv").read_bytes() == (Path(full) / "results.csv").read_bytes()
+    info["runs"] = {"full": full, "warm": warm, "rerun": again}
+    return info
+
+
+def flow_breakdown(state) -> dict:
+    """Where a flow run's time went, from Prefect's own records: the flow run's start → end, and per
+    task name the number of task runs, the sum of their run times and their span (first start → last
+    end). Read after the timed call; never fails the bench."""
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        fid = state.state_details.flow_run_id
+        flt = FlowRunFilter(id=FlowRunFilterId(any_=[fid]))
+        with get_client(sync_client=True) as client:
+            runs: list = []
+            previous = -1
+            for _ in range(20):  # task run states reach the server asynchronously
+                runs, offset = [], 0
+                while True:
+                    page = client.read_task_runs(flow_run_filter=flt, limit=200, offset=offset)
+                    runs += page
+                    offset += len(page)
+                    if len(page) < 200:
+                        break
+                if len(runs) == previous and all(r.end_time for r in runs):
+                    break
+                previous = len(runs)
+                time.sleep(0.5)
+            fr = client.read_flow_run(fid)
+        groups: dict[str, dict] = {}
+        for r in runs:
+            g = groups.setdefault(r.name.rsplit("-", 1)[0], {"count": 0, "run_s": 0.0, "start": None, "end": None})
+            g["count"] += 1
+            g["run_s"] += r.total_run_time.total_seconds()
+            if r.start_time and (g["start"] is None or r.start_time < g["start"]):
+                g["start"] = r.start_time
+            if r.end_time and (g["end"] is None or r.end_time > g["end"]):
+                g["end"] = r.end_time
+        t0 = fr.start_time
+        tasks = {
+            k: {"count": g["count"], "run_s": round(g["run_s"], 2),
+                "span_s": round((g["end"] - g["start"]).total_seconds(), 2) if g["start"] and g["end"] else None,
+                "starts_at_s": round((g["start"] - t0).total_seconds(), 2) if g["start"] and t0 else None}
+            for k, g in sorted(groups.items(), key=lambda kv: kv[1]["start"] or t0)
+        }
+        # the flow run's time inside no task at all: the flow function's own work between tasks
+        # (listing, cache look-ups, building HTML, archiving) and Prefect's per-task cost (creating the
+        # task run, visiting its parameters for futures, recording states)
+        spans = sorted((r.start_time, r.end_time) for r in runs if r.start_time and r.end_time)
+        busy, cur_s, cur_e = 0.0, None, None
+        for a, b in spans:
+            if cur_e is None or a > cur_e:
+                if cur_e is not None:
+                    busy += (cur_e - cur_s).total_seconds()
+                cur_s, cur_e = a, b
+            else:
+                cur_e = max(cur_e, b)
+        if cur_e is not None:
+            busy += (cur_e - cur_s).total_seconds()
+        flow_s = fr.total_run_time.total_seconds()
+        return {"flow_run_s": round(flow_s, 2), "task_runs": len(runs), "outside_tasks_s": round(flow_s - busy, 2), "tasks": tasks}
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+# ================================================================== figures
+
+
+def figures(n: int, m: Meter, x: Meter, f: Meter, res: dict, cores: int) -> dict:
+    st = {s.name: s for s in m.stages + x.stages + f.stages}
+    ingest_s = st["ingest"].wall_s + st["validate"].wall_s
+    e2e = res["e2e_s"]
+    out: dict = {"ingest": {"seconds": round(ingest_s, 3), "units_per_s": round(n / ingest_s, 2),
+                            "note": "ingest (read+parse, isolated, one worker per core) + validate"},
+                 "render_all": {"seconds": round(st["render"].wall_s, 3), "documents": res["documents"],
+                                "cpu_over_wall": round(st["render"].cpu_s / st["render"].wall_s, 2)},
+                 "bulletin_s": round(st["bulletin"].wall_s, 3)}
+    pipeline = [s for s in m.stages if s.in_e2e]
+    flow_runs = [st[k] for k in ("flow_full_nocache", "flow_warm_cache", "flow_rerun_one_fix") if k in st]
+    out["peak_rss_mb"] = {
+        "stages_tree": max(s.peak_rss_tree_mb for s in pipeline),
+        "stages_self": max(s.peak_rss_self_mb for s in pipeline),
+        "stages_largest_child": max(s.peak_rss_children_mb for s in pipeline),
+        "stages_tree_by_stage": {s.name: s.peak_rss_tree_mb for s in pipeline},
+        "flow_tree": max((s.peak_rss_tree_mb for s in flow_runs), default=None),
+        "flow_prefect_server": max((s.prefect_server_rss_mb for s in flow_runs), default=None),
+        "note": "tree = this process + every descendant (readers, layout workers, the fork server), sampled every 0.1 s; "
+                "Prefect's temporary server apart (flow_prefect_server)",
     }
-    # the same ratios from CPU seconds (this process + descendants): steadier on a shared, loaded machine
-    def per(stage_names, count):
-        cpu = sum(st[x].cpu_s for x in stage_names)
-        return cpu / count if count else None
-
-    ingest_cpu, raw_read_cpu = per(["read", "parse", "validate"], n), per(["raw_read"], n)
-    card_cpu = (render_st.cpu_s - bull_st.cpu_s) / card_docs if cards else None
-    raw_card_cpu = per(["raw_render_1p"], len(html))
-    ratios_cpu = {
-        "ingest_vs_raw_read": round(raw_read_cpu / ingest_cpu, 4) if ingest_cpu else None,
-        "scorecards_vs_raw_render": round(raw_card_cpu / card_cpu, 4) if card_cpu and raw_card_cpu else None,
-        "cpu_s_per_file_ingest": round(ingest_cpu, 5),
-        "cpu_s_per_file_raw_read": round(raw_read_cpu, 5),
-        "cpu_s_per_scorecard_kaohe": round(card_cpu, 4) if card_cpu else None,
-        "cpu_s_per_scorecard_raw": round(raw_card_cpu, 4) if raw_card_cpu else None,
-        "note": "rates per CPU second, not per wall second: what the ratios would be on an idle machine with one core per process",
-    }
-    return {
-        "units": n,
-        "files": len(files),
-        "scored": n_scored,
-        "feedback_documents": n_feedback,
-        "documents": len(docs),
-        "generation": gen.stages[0].as_dict(),
-        "stages": [s.as_dict() for s in m.stages],
-        "e2e_s": round(e2e, 3),
-        "e2e_units_per_s": round(n / e2e, 3),
-        "ingest": {"seconds": round(ingest_s, 3), "units_per_s": round(ingest_rate, 3)},
-        "scorecards": {"seconds": round(card_s, 3), "count": len(cards), "feedback_pdfs": n_feedback,
-                       "units_per_s": round(card_rate, 4) if card_rate else None,
-                       "note": "render_run wall − the bulletin rendered alone; per document (scorecards + feedback PDFs)"},
-        "render_cpu_over_wall": round(render_parallel, 2),
-        "kaohe_renders_in_parallel": render_parallel > 1.3,
-        "bulletin_s": round(bull_st.wall_s, 3),
-        "raw": {
-            "read_files_per_s": round(raw_read_rate, 2),
-            "read_s": round(st["raw_read"].wall_s, 3),
-            "read_parallel": raw_read_par and raw_read_par | {"files_per_s": round(st[f"raw_read_{cores}p"].rate, 2), "s": round(st[f"raw_read_{cores}p"].wall_s, 3)},
-            "render_1p_units_per_s": round(raw1.rate, 4) if raw1.rate else None,
-            "render_1p_s": round(raw1.wall_s, 3),
-            "render_s_per_unit": round(raw1.wall_s / max(1, len(html)), 4),
-            "render_parallel": raw_render_par and raw_render_par | {"units_per_s": round(rawp.rate, 4), "s": round(rawp.wall_s, 3)},
-            "html_build_s": round(st["html_build"].wall_s, 3),
-            "pdf_kb_mean": round(sum(pdf_bytes) / max(1, len(pdf_bytes)) / 1024, 1),
-        },
-        "ratios": ratios,
-        "ratios_cpu": ratios_cpu,
-        "peak_rss_mb": {
-            "tree": peak_tree,
-            "self": max(s.peak_rss_self_mb for s in pipeline_stages),
-            "largest_child": max(s.peak_rss_children_mb for s in pipeline_stages),
-            "ru_maxrss_self": max(s.ru_maxrss_self_mb for s in m.stages),
-            "ru_maxrss_children": max(s.ru_maxrss_children_mb for s in m.stages),
-        },
-        "run_folder": str(run),
-    }
-
-
-def _calamine_read_star(a):
-    return _calamine_read(*a)
+    ratios: dict = {}
+    cpu: dict = {}
+    if "raw_read" in st:
+        raw_read = st["raw_read"]
+        ratios["ingest_vs_raw_read"] = round((n / ingest_s) / raw_read.rate, 4)
+        ing_cpu = (st["ingest"].cpu_s + st["validate"].cpu_s) / n
+        cpu["cpu_s_per_file_ingest"] = round(ing_cpu, 5)
+        cpu["cpu_s_per_file_raw_read"] = round(raw_read.cpu_s / n, 5)
+        cpu["ingest_vs_raw_read"] = round(raw_read.cpu_s / n / ing_cpu, 4) if ing_cpu else None
+    raw1 = st.get("raw_render_1p")
+    rawp = st.get(f"raw_render_{cores}p") or raw1
+    cards = st.get("scorecards")
+    if cards and raw1 and cards.rate:
+        ratios["scorecards_vs_raw_render"] = round(cards.rate / rawp.rate, 4)  # same cores: kaohe's pool vs raw on every core
+        ratios["scorecards_vs_raw_render_1p"] = round(cards.rate / raw1.rate, 4)
+        cpu["cpu_s_per_scorecard_kaohe"] = round(cards.cpu_s / cards.units, 4)
+        cpu["cpu_s_per_scorecard_raw"] = round(raw1.cpu_s / raw1.units, 4)
+        cpu["scorecards_vs_raw_render"] = round(raw1.cpu_s / raw1.units / (cards.cpu_s / cards.units), 4)
+    if raw1 and "raw_read" in st:
+        half = (st["raw_read"].wall_s + raw1.wall_s) / 2
+        out["raw_half_s"] = round(half, 3)
+        ratios["e2e_vs_raw_half"] = round(e2e / half, 4)
+        if "flow_full_nocache" in st:
+            ratios["flow_e2e_vs_raw_half"] = round(st["flow_full_nocache"].wall_s / half, 4)
+    if "flow_full_nocache" in st and "flow_rerun_one_fix" in st:
+        ratios["rerun_vs_full"] = round(st["flow_rerun_one_fix"].wall_s / st["flow_full_nocache"].wall_s, 4)
+        out["flow_e2e_s"] = round(st["flow_full_nocache"].wall_s, 3)
+        out["flow_rerun_s"] = round(st["flow_rerun_one_fix"].wall_s, 3)
+    if cpu:
+        cpu["note"] = "per CPU second, not per wall second: steadier on a shared machine"
+    out["ratios"] = ratios
+    out["ratios_cpu"] = cpu
+    return out
 
 
 # ================================================================== reporting
-
-
-def fmt_table(res: dict) -> str:
-    n = res["units"]
-    lines = [f"\n=== N = {n} units ({res['scored']} scored, {res['documents']} documents) ==="]
-    lines.append(f"{'stage':<16}{'wall s':>10}{'units/s':>10}{'cpu/wall':>9}{'RSS self':>10}{'child':>8}{'tree MB':>9}{'procs':>6}{'load':>6}")
-    g = res["generation"]
-    rows = [g | {"name": "(generate)"}] + res["stages"]
-    for s in rows:
-        rate = "" if s["units_per_s"] is None else f"{s['units_per_s']:.1f}"
-        mark = "" if s.get("in_e2e", False) and s["name"] != "(generate)" else " *"
-        cw = "" if s["cpu_over_wall"] is None else f"{s['cpu_over_wall']:.2f}"
-        lines.append(
-            f"{s['name'] + mark:<16}{s['wall_s']:>10.3f}{rate:>10}{cw:>9}"
-            f"{s['peak_rss_self_mb']:>10.0f}{s['peak_rss_children_mb']:>8.0f}{s['peak_rss_tree_mb']:>9.0f}{s['processes']:>6}{s.get('loadavg_1m', 0):>6.1f}"
-        )
-    lines.append("(* not part of the end-to-end time; RSS in MB: this process's peak during the stage, the largest child's, the whole tree's; load: 1-min load average at the stage's start)")
-    r, raw = res["ratios"], res["raw"]
-    lines.append(f"end to end: {res['e2e_s']:.1f} s ({res['e2e_units_per_s']:.2f} units/s); ingest (read+parse+validate) {res['ingest']['seconds']:.1f} s = {res['ingest']['units_per_s']:.1f} files/s")
-    lines.append(f"raw read (calamine, 1 process): {raw['read_files_per_s']:.1f} files/s" + (f"; {raw['read_parallel']['processes']} processes: {raw['read_parallel']['files_per_s']:.1f} files/s" if raw["read_parallel"] else ""))
-    par = raw["render_parallel"]
-    lines.append(
-        f"scorecards: kaohe {res['scorecards']['units_per_s'] or 0:.3f} units/s (cpu/wall {res['render_cpu_over_wall']}); raw WeasyPrint 1 process {raw['render_1p_units_per_s'] or 0:.3f} units/s ({raw['render_s_per_unit']:.2f} s/unit)"
-        + (f", {par['processes']} processes {par['units_per_s']:.3f} units/s" if par else "")
-    )
-    lines.append(f"bulletin alone: {res['bulletin_s']:.1f} s; peak RSS: tree {res['peak_rss_mb']['tree']:.0f} MB, this process {res['peak_rss_mb']['self']:.0f} MB, largest child {res['peak_rss_mb']['largest_child']:.0f} MB")
-    lines.append("issue 8 ratios:")
-    for key, label in (
-        ("ingest_vs_raw_read", "ingest+validate rate / raw calamine rate"),
-        ("scorecards_vs_raw_render", "scorecard rate / raw WeasyPrint rate (kaohe's process count)"),
-        ("e2e_vs_raw_half", "end to end / ((raw read + raw render) / 2)"),
-    ):
-        lines.append(f"  {label:<62} {fmt_ratio(key, r.get(key))}")
-    c = res["ratios_cpu"]
-    lines.append(
-        f"  by CPU seconds (steadier on a loaded machine): ingest {c['cpu_s_per_file_ingest'] * 1000:.1f} ms/file vs raw read {c['cpu_s_per_file_raw_read'] * 1000:.2f} ms/file "
-        f"= {c['ingest_vs_raw_read']}; scorecard {c['cpu_s_per_scorecard_kaohe'] or 0:.3f} s vs raw {c['cpu_s_per_scorecard_raw'] or 0:.3f} s = {c['scorecards_vs_raw_render']}"
-    )
-    if r.get("scorecards_vs_raw_render_np") is not None:
-        lines.append(f"  {'scorecard rate / raw WeasyPrint rate on all cores':<62} {fmt_ratio('scorecards_vs_raw_render', r['scorecards_vs_raw_render_np'])}")
-    return "\n".join(lines)
 
 
 def verdict(key: str, value) -> str | None:
@@ -668,49 +941,89 @@ def fmt_ratio(key: str, value) -> str:
     return f"{value:8.3f}   target {op} {t:g}: {verdict(key, value)}"
 
 
+def _stage_rows(rows: list[dict], mark: str = "") -> list[str]:
+    lines = []
+    for s in rows:
+        rate = "" if s["units_per_s"] is None else f"{s['units_per_s']:.2f}"
+        cw = "" if s["cpu_over_wall"] is None else f"{s['cpu_over_wall']:.2f}"
+        lines.append(
+            f"{s['name'] + mark:<22}{s['wall_s']:>10.2f}{rate:>10}{cw:>9}"
+            f"{s['peak_rss_self_mb']:>9.0f}{s['peak_rss_children_mb']:>8.0f}{s['peak_rss_tree_mb']:>9.0f}{s['processes']:>6}"
+            f"{s['loadavg_1m']:>6.1f}{s['loadavg_1m_end']:>6.1f}"
+        )
+    return lines
+
+
+def fmt_table(res: dict) -> str:
+    n = res["units"]
+    lines = [f"\n=== N = {n} units ({res['scored']} scored, {res['documents']} files rendered) — load {res['loadavg_start']} → {res['loadavg_end']} ==="]
+    c = res["corpus"]
+    lines.append(f"corpus: {'reused ' + c['path'] if c.get('reused') else 'generated in %.1f s (%s processes)' % (c['stage']['wall_s'], c.get('processes'))}")
+    lines.append(f"{'stage':<22}{'wall s':>10}{'units/s':>10}{'cpu/wall':>9}{'RSS self':>9}{'child':>8}{'tree MB':>9}{'procs':>6}{'load':>6}{'→':>6}")
+    lines += _stage_rows(res["stages"])
+    lines.append(f"{'= end to end (stages)':<22}{res['e2e_s']:>10.2f}{n / res['e2e_s']:>10.2f}")
+    lines += _stage_rows(res["reference_stages"], " *")
+    lines += _stage_rows(res["flow_stages"], " F")
+    lines.append("(* reference, not in the end to end; F the real Prefect flow; RSS MB: this process's peak, the largest child's, the whole tree's "
+                 "(Prefect's server apart); load: 1-min load average at the stage's start and end)")
+    r, p = res["ratios"], res["peak_rss_mb"]
+    lines.append(f"ingest+validate: {res['ingest']['seconds']:.2f} s = {res['ingest']['units_per_s']:.1f} files/s; bulletin alone {res['bulletin_s']:.1f} s; "
+                 f"peak RSS stages tree {p['stages_tree']:.0f} MB (self {p['stages_self']:.0f}, largest child {p['stages_largest_child']:.0f})"
+                 + (f", flow tree {p['flow_tree']:.0f} MB + Prefect server {p['flow_prefect_server']:.0f} MB" if p.get("flow_tree") else ""))
+    fl = res.get("flow") or {}
+    if fl:
+        lines.append(f"flow: same results.csv as the stages: {fl['same_results_as_stages']}; re-run after fixing {fl['fixed']['file']} ({fl['fixed']['cell']}): "
+                     f"ingest {fl['rerun_work'].get('ingest')}, render {fl['rerun_work'].get('render')}; same results.csv: {fl['rerun_same_results']}")
+        for label, b in (fl.get("tasks") or {}).items():
+            if "tasks" in b:
+                parts = ", ".join(f"{k} ×{t['count']} span {t['span_s']} s (from {t['starts_at_s']} s)" for k, t in b["tasks"].items())
+                lines.append(f"  {label}: Prefect's flow run {b['flow_run_s']} s, of which in no task {b.get('outside_tasks_s')} s; {parts}")
+    if not r:
+        return "\n".join(lines)
+    lines.append("issue 8 ratios:")
+    for key, label in (
+        ("ingest_vs_raw_read", "ingest+validate rate / raw calamine rate (1 process)"),
+        ("scorecards_vs_raw_render", "kaohe scorecard rate (pool) / raw WeasyPrint rate, same cores"),
+        ("e2e_vs_raw_half", "end to end (stages) / ((raw read + raw render 1p) / 2)"),
+        ("flow_e2e_vs_raw_half", "end to end (Prefect flow) / ((raw read + raw render 1p) / 2)"),
+        ("rerun_vs_full", "re-run after one fix / full run (flow)"),
+    ):
+        lines.append(f"  {label:<64} {fmt_ratio(key, r.get(key))}")
+    if r.get("scorecards_vs_raw_render_1p") is not None:
+        lines.append(f"  {'(kaohe scorecard rate with its pool / raw WeasyPrint on 1 process)':<64} {r['scorecards_vs_raw_render_1p']:8.3f}")
+    cp = res["ratios_cpu"]
+    if cp:
+        lines.append(
+            f"  by CPU seconds: ingest {cp.get('cpu_s_per_file_ingest', 0) * 1000:.1f} ms/file vs raw read {cp.get('cpu_s_per_file_raw_read', 0) * 1000:.2f} ms/file "
+            f"= {cp.get('ingest_vs_raw_read')}; scorecard {cp.get('cpu_s_per_scorecard_kaohe') or 0:.3f} s vs raw {cp.get('cpu_s_per_scorecard_raw') or 0:.3f} s = {cp.get('scorecards_vs_raw_render')}"
+        )
+    return "\n".join(lines)
+
+
 def scaling(runs: list[dict]) -> dict:
-    """time(3000)/time(300) when both ran; otherwise an extrapolation from the two largest N (labelled)."""
-    by_n = {r["units"]: r for r in runs}
+    """time(3000)/time(300) for the stages and the flow, when both were measured (in this or an
+    earlier invocation given with --with-json); the per-stage growth between the two largest N."""
+    by_n: dict[int, dict] = {}
+    for r in runs:
+        if "e2e_s" in r:
+            by_n[r["units"]] = r  # later (this invocation's) runs win
     out: dict = {}
     if 3000 in by_n and 300 in by_n:
-        out["time_3000_over_300"] = round(by_n[3000]["e2e_s"] / by_n[300]["e2e_s"], 3)
+        a, b = by_n[300], by_n[3000]
+        out["time_3000_over_300"] = round(b["e2e_s"] / a["e2e_s"], 3)
+        if a.get("flow_e2e_s") and b.get("flow_e2e_s"):
+            out["flow_time_3000_over_300"] = round(b["flow_e2e_s"] / a["flow_e2e_s"], 3)
     ns = sorted(by_n)
-    if len(ns) < 2:
-        return out
-    n1, n2 = ns[-2], ns[-1]
-    a, b = by_n[n1], by_n[n2]
-    out["fit_from"] = [n1, n2]
-
-    def project(t1: float, t2: float, target: int) -> dict:
-        """Three extrapolations from (n1, t1), (n2, t2); the estimate is the largest (conservative):
-        a load that changed between the two runs easily makes a linear cost look sublinear."""
-        slope = (t2 - t1) / (n2 - n1)
-        linear = t2 + slope * (target - n2)
-        k = math.log(t2 / t1) / math.log(n2 / n1) if t1 > 0 and t2 > 0 else 1.0
-        power = t2 * (target / n2) ** k
-        proportional = t2 * target / n2  # the per-unit cost at the largest N, no fixed part
-        return {"linear_s": round(linear, 1), "power_s": round(power, 1), "proportional_s": round(proportional, 1),
-                "exponent": round(k, 3), "estimate_s": round(max(linear, power, proportional), 1)}
-
-    stages_a = {s["name"]: s["wall_s"] for s in a["stages"]}
-    stages_b = {s["name"]: s["wall_s"] for s in b["stages"]}
-    est = {name: project(stages_a[name], stages_b[name], 3000) for name in stages_b if name in stages_a and stages_b[name] > 0.01}
-    e2e = project(a["e2e_s"], b["e2e_s"], 3000)
-    t300 = by_n[300]["e2e_s"] if 300 in by_n else project(a["e2e_s"], b["e2e_s"], 300)["estimate_s"]
-    raw_half = project(
-        (a["raw"]["read_s"] + a["raw"]["render_1p_s"]) / 2, (b["raw"]["read_s"] + b["raw"]["render_1p_s"]) / 2, 3000
-    )["proportional_s"]
-    out["estimate_3000"] = {
-        "note": "extrapolated from the two largest N (the largest of a linear, a power-law and a proportional "
-                "projection): an estimate, not a measurement; time_3000_over_300 uses the linear fit",
-        "e2e": e2e,
-        "time_3000_over_300": round(max(e2e["linear_s"], e2e["power_s"]) / t300, 2),
-        "e2e_vs_raw_half": round(e2e["estimate_s"] / raw_half, 3),
-        "bulletin": est.get("bulletin"),
-        "stages": est,
-        # RSS is a large fixed part plus a per-unit part: the linear fit only
-        "peak_rss_tree_mb": round(project(a["peak_rss_mb"]["tree"], b["peak_rss_mb"]["tree"], 3000)["linear_s"]),
-    }
+    if len(ns) >= 2:
+        n1, n2 = ns[-2], ns[-1]
+        s1 = {s["name"]: s["wall_s"] for s in by_n[n1]["stages"] + by_n[n1].get("reference_stages", []) + by_n[n1].get("flow_stages", [])}
+        s2 = {s["name"]: s["wall_s"] for s in by_n[n2]["stages"] + by_n[n2].get("reference_stages", []) + by_n[n2].get("flow_stages", [])}
+        out["growth"] = {
+            "from": [n1, n2],
+            "note": "time(n2)/time(n1) per stage and its exponent log(ratio)/log(n2/n1): 1 is linear, above 1 grows faster than the units",
+            "stages": {k: {"ratio": round(s2[k] / s1[k], 2), "exponent": round(math.log(s2[k] / s1[k]) / math.log(n2 / n1), 2)}
+                       for k in s2 if k in s1 and s1[k] > 0.05 and s2[k] > 0},
+        }
     return out
 
 
@@ -719,13 +1032,14 @@ def environment_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "loadavg_start": loadavg(),
+        "mem_total_mb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / MB) if hasattr(os, "sysconf") else None,
         "libharfbuzz_subset": bool(ctypes.util.find_library("harfbuzz-subset")),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     from importlib.metadata import PackageNotFoundError, version
 
-    for pkg in ("weasyprint", "python-calamine", "openpyxl", "pydyf", "numpy"):
+    for pkg in ("weasyprint", "python-calamine", "openpyxl", "pydyf", "prefect"):
         try:
             info[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -733,7 +1047,10 @@ def environment_info() -> dict:
     try:
         from kaohe.pipeline import code_version
 
+        import kaohe
+
         info["kaohe"] = code_version()
+        info["kaohe_imported_from"] = str(Path(kaohe.__file__).resolve().parent)
     except Exception:  # noqa: BLE001
         pass
     return info
@@ -746,21 +1063,25 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="kaohe year-end benchmark against the raw limits of python-calamine and WeasyPrint (issue 8)")
     p.add_argument("--units", type=int, action="append", help="number of units (repeatable; default 100)")
     p.add_argument("--out", help="put the run folders here (kept); default: a temporary folder")
-    p.add_argument("--json", help="write every figure to this JSON file")
-    p.add_argument("--keep", action="store_true", help="keep the temporary folders (generated workbooks, run folders)")
-    p.add_argument("--smoke", action="store_true", help="CI smoke test: N=20 (unless --units), checks that every unit got a result; no targets")
+    p.add_argument("--json", help="write every figure to this JSON file (rewritten after each N)")
+    p.add_argument("--corpus", help="keep generated workbooks here and reuse them (same N, seed, mistakes and generator)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder (workbooks, run folders) and print its path")
+    p.add_argument("--smoke", action="store_true", help="CI smoke test: N=20 (unless --units), checks only: no raw limits, no flow, no targets")
+    p.add_argument("--no-raw", dest="raw", action="store_false", help="skip the raw python-calamine / WeasyPrint limits")
+    p.add_argument("--no-flow", dest="flow", action="store_false", help="skip the Prefect flow runs (full, warm, re-run after a fix)")
+    p.add_argument("--raw-read-parallel", action="store_true", help="also read with python-calamine in one process per core")
+    p.add_argument("--gen-workers", type=int, default=0, help="processes writing the workbooks (default: one per core)")
+    p.add_argument("--with-json", action="append", default=[], help="an earlier bench JSON whose runs count for time(3000)/time(300)")
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--draws", type=int, default=1000, help="rank robustness draws (kaohe run's default)")
-    p.add_argument("--mistakes", type=int, default=0, help="plant this many kinds of mistakes (exercises feedback documents)")
-    p.add_argument("--raw-parallel", choices=("auto", "yes", "no"), default="auto",
-                   help="raw limits with all cores too: auto = only when kaohe's render is seen to use several processes")
+    p.add_argument("--mistakes", type=int, default=0, help="plant this many kinds of mistakes (kaohe.sample.generate, one process)")
+    p.add_argument("--no-snapshot", dest="snapshot", action="store_false",
+                   help="import kaohe from the checkout itself, not from a copy taken at the start (edits during the run then count)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
-    a.raw_parallel = {"auto": "auto", "yes": True, "no": False}[a.raw_parallel]
     if a.smoke:
         a.units = a.units or [20]
-        if a.raw_parallel == "auto":
-            a.raw_parallel = False
+        a.raw = a.flow = False
     a.units = a.units or [100]
     if any(n < 1 for n in a.units):
         p.error("--units must be ≥ 1")
@@ -769,47 +1090,62 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # nothing here starts Prefect; just in case
     try:
-        import python_calamine  # noqa: F401
         import weasyprint  # noqa: F401
+
+        if args.raw:
+            import python_calamine  # noqa: F401
     except ImportError as exc:
-        print(f"bench: missing dependency ({exc}); install python-calamine and weasyprint", file=sys.stderr)
+        print(f"bench: missing dependency ({exc}); pip install python-calamine (or run with --no-raw)", file=sys.stderr)
         return 2
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if not args.quiet else (lambda *a: None)
     work = Path(tempfile.mkdtemp(prefix="kaohe-bench-"))
+    # Prefect keeps its state in PREFECT_HOME: a throwaway one unless the caller chose one
+    os.environ.setdefault("PREFECT_HOME", str(work / "prefect-home"))
     out_root = Path(args.out) if args.out else work / "outputs"
     out_root.mkdir(parents=True, exist_ok=True)
+    checkout = checkout_state()
+    snap = snapshot_tree(work / "code") if args.snapshot else None
     sampler = Sampler().start()
     report = {"kind": "kaohe-bench", "issue": 8, "targets": {k: f"{op} {v:g}" for k, (op, v) in TARGETS.items()},
-              "environment": environment_info(), "args": {k: v for k, v in vars(args).items()}, "runs": []}
+              "environment": environment_info() | {"checkout": checkout, "snapshot": snap},
+              "args": {k: v for k, v in vars(args).items()}, "runs": []}
+    if snap:
+        log(f"bench: kaohe imported from a copy of the checkout ({checkout['commit']}, "
+            f"{len(checkout['uncommitted_code_files'])} uncommitted code files) taken at the start: {snap['path']}")
+    earlier = []
+    for path in args.with_json:
+        for r in json.loads(Path(path).read_text(encoding="utf-8")).get("runs", []):
+            earlier.append(r | {"source": path})
+
+    def write_json():
+        if args.json:
+            report["environment"]["loadavg_end"] = loadavg()
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+
     code = 0
+    state: dict = {}
     try:
         for n in args.units:
-            res = bench_one(n, args, sampler, work, out_root)
+            res = bench_one(n, args, sampler, work, out_root, state, log)
             report["runs"].append(res)
             print(fmt_table(res), flush=True)
             if not args.keep and not args.out:
-                shutil.rmtree(Path(res["run_folder"]), ignore_errors=True)
+                for sub in (f"stages-{n}", f"flow-{n}"):
+                    shutil.rmtree(out_root / sub, ignore_errors=True)
             if not args.keep:
-                shutil.rmtree(work / f"units-{n}", ignore_errors=True)
                 shutil.rmtree(work / f"scratch-{n}", ignore_errors=True)
+            write_json()
             gc.collect()
-        report["scaling"] = scaling(report["runs"])
-        if report["scaling"]:
-            s = report["scaling"]
-            print("\n=== scaling ===")
-            if "time_3000_over_300" in s:
-                print(f"time(3000)/time(300) = {s['time_3000_over_300']:.2f}   target <= 11: {verdict('time_3000_over_300', s['time_3000_over_300'])}")
-            if "estimate_3000" in s:
-                e = s["estimate_3000"]
-                print(f"ESTIMATE for 3,000 units from N={s['fit_from']} (not measured): end to end ≈ {e['e2e']['estimate_s']:.0f} s "
-                      f"(linear fit {e['e2e']['linear_s']:.0f} s, per-unit {e['e2e']['proportional_s']:.0f} s), time(3000)/time(300) ≈ {e['time_3000_over_300']}, "
-                      f"e2e/((raw read+raw render)/2) ≈ {e['e2e_vs_raw_half']}, bulletin ≈ {(e['bulletin'] or {}).get('estimate_s', '—')} s "
-                      f"(exponent {(e['bulletin'] or {}).get('exponent', '—')}), peak tree RSS ≈ {e['peak_rss_tree_mb']} MB (linear)")
-                top = sorted(e["stages"].items(), key=lambda kv: -kv[1]["estimate_s"])[:4]
-                print("  largest stages at 3,000: " + ", ".join(f"{k} ≈ {v['estimate_s']:.0f} s" for k, v in top))
-        if args.smoke:
-            print(f"\nsmoke: ok ({', '.join(str(r['units']) for r in report['runs'])} units, every unit scored and rendered)")
+        report["scaling"] = scaling(earlier + report["runs"])
+        summary = summarise(report["runs"] + [r for r in earlier if r["units"] not in {x["units"] for x in report["runs"]}], report["scaling"])
+        report["summary"] = summary
+        if not args.smoke:
+            print(fmt_summary(summary), flush=True)
+        else:
+            print(f"\nsmoke: ok ({', '.join(str(r['units']) for r in report['runs'])} units: every unit scored, in results.csv and the manifest, "
+                  f"a scorecard per scored unit, the bulletin)")
     except CheckFailed as exc:
         print(f"\nbench: CHECK FAILED: {exc}", file=sys.stderr)
         report["error"] = str(exc)
@@ -824,16 +1160,49 @@ def main(argv=None) -> int:
         code = 1
     finally:
         sampler.stop()
-        report["environment"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        write_json()
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
             print(f"figures written to {args.json}", file=sys.stderr)
         if args.keep:
             print(f"kept: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
     return code
+
+
+def summarise(runs: list[dict], scale: dict) -> dict:
+    """Every issue-8 target against the figure that decides it (the N the issue names where it names one)."""
+    by_n = {r["units"]: r for r in runs}
+    out: dict = {}
+    for key in ("ingest_vs_raw_read", "scorecards_vs_raw_render", "e2e_vs_raw_half", "flow_e2e_vs_raw_half"):
+        vals = {n: r["ratios"].get(key) for n, r in sorted(by_n.items()) if r["ratios"].get(key) is not None}
+        if vals:
+            out[key] = {"by_n": vals, "verdict_at_largest_n": verdict(key, vals[max(vals)])}
+    if by_n.get(1000, {}).get("ratios", {}).get("rerun_vs_full") is not None:
+        v = by_n[1000]["ratios"]["rerun_vs_full"]
+        out["rerun_vs_full_at_1000"] = {"value": v, "verdict": verdict("rerun_vs_full", v)}
+    for key in ("time_3000_over_300", "flow_time_3000_over_300"):
+        if key in scale:
+            out[key] = {"value": scale[key], "verdict": verdict(key, scale[key])}
+    if 3000 in by_n:
+        r = by_n[3000]
+        out["bulletin_s_at_3000"] = {"value": r["bulletin_s"], "verdict": verdict("bulletin_s_at_3000", r["bulletin_s"])}
+        peak = max(r["peak_rss_mb"]["stages_tree"], r["peak_rss_mb"].get("flow_tree") or 0)
+        out["peak_rss_mb_at_3000"] = {"value": peak, "verdict": verdict("peak_rss_mb_at_3000", peak),
+                                      "note": "the larger of the stages' and the flow's tree peak (Prefect's server apart)"}
+    return out
+
+
+def fmt_summary(summary: dict) -> str:
+    lines = ["\n=== issue 8 targets ==="]
+    for key, v in summary.items():
+        if "by_n" in v:
+            vals = ", ".join(f"N={n}: {x:.3f}" for n, x in v["by_n"].items())
+            lines.append(f"{key:<28} {vals}   target {TARGETS[key][0]} {TARGETS[key][1]:g}: {v['verdict_at_largest_n']} (at the largest N)")
+        else:
+            k = "rerun_vs_full" if key.startswith("rerun") else key
+            lines.append(f"{key:<28} {v['value']:.3f}   target {TARGETS[k][0]} {TARGETS[k][1]:g}: {v['verdict']}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
