@@ -55,6 +55,33 @@ DASH = "—"
 VETO_CN = {"fail": "一票否决", "cap": "不得评为优秀"}
 
 
+#: ``zh`` of catalog and system text, memoised (a run's scorecards repeat the same titles and notes)
+_zh = lru_cache(maxsize=1 << 14)(zh)
+
+
+def _fmt2(x: Fraction | Decimal | int | None) -> str:
+    """``kaohe.numbers.fmt2`` (half-up to 2 decimals), in integer arithmetic for Fractions and ints."""
+    if x is None:
+        return ""
+    if isinstance(x, Fraction):
+        n, d = x.numerator, x.denominator
+    elif isinstance(x, int) and not isinstance(x, bool):
+        n, d = x, 1
+    else:
+        return fmt2(x)
+    q, r = divmod(abs(n) * 100, d)
+    if 2 * r >= d:
+        q += 1
+    text = f"{q // 100}.{q % 100:02d}"
+    return "-" + text if n < 0 and q else text
+
+
+@lru_cache(maxsize=1024)
+def _points(points: Decimal) -> Fraction:
+    """An item's points as a Fraction (``ItemResult.points`` of an applicable scored item)."""
+    return Fraction(points)
+
+
 def dec(text: str) -> Decimal | None:
     """A published figure ('92.50', '') back as an exact Decimal."""
     return Decimal(text) if text else None
@@ -117,14 +144,21 @@ def stability_text(row: dict) -> str:
 
 def robustness_method(draws: int = 1000) -> dict:
     """The simulation's parameters for the notes (METHOD §7); the range is rank_robustness's own default."""
+    return dict(_robustness_method(draws))
+
+
+@lru_cache(maxsize=16)
+def _robustness_method(draws: int) -> tuple[tuple[str, str], ...]:
     params = inspect.signature(insight.rank_robustness).parameters
     low, high = Decimal(str(params["low"].default)), Decimal(str(params["high"].default))
-    return {
-        "draws": f"{draws:,}",
-        "low": num(low),
-        "high": num(high),
-        "spread": num((high - 1) * 100) if high - 1 == 1 - low else "",  # ±20 (%)
-    }
+    return tuple(
+        {
+            "draws": f"{draws:,}",
+            "low": num(low),
+            "high": num(high),
+            "spread": num((high - 1) * 100) if high - 1 == 1 - low else "",  # ±20 (%)
+        }.items()
+    )
 
 
 # ------------------------------------------------------------ year on year
@@ -676,7 +710,7 @@ def field_values(ir: ItemResult) -> list[dict]:
         shown = value_text(t.value, spec_unit)
         if t.key in changed:
             shown = f"{value_text(t.self_value, spec_unit)} → {shown}"
-        out.append({"label": zh(clean_text(t.label)), "value": shown, "changed": t.key in changed})
+        out.append({"label": _zh(clean_text(t.label)), "value": shown, "changed": t.key in changed})
     return out
 
 
@@ -684,28 +718,104 @@ def _rate(score: Fraction, points: Fraction) -> Fraction:
     return 100 * score / points if points else Fraction(0)
 
 
-def scorecard_context(result: UnitResult, group_results: list[UnitResult], catalog: Catalog, settings) -> dict:
+@dataclass(frozen=True)
+class GroupStats:
+    """A group's figures that every scorecard of the group shows, computed once per run
+    (``group_stats``), not once per unit: building every scorecard is then linear in the units.
+
+    ``averages`` are ``dimension_averages`` over the group's units (the published 组平均);
+    ``peer_means`` are the exact mean rates per dimension of the group's ranked units, the means
+    ``kaohe.insight.strengths_weaknesses`` measures a unit's gaps against (None: no ranked unit
+    has a rate in that dimension).
+    """
+
+    group: str
+    n_ranked: int
+    averages: tuple[Decimal | None, ...]
+    peer_means: tuple[Fraction | None, ...]
+
+
+def group_stats(group_results: list[UnitResult], catalog: Catalog, group: str | None = None) -> GroupStats:
+    """``GroupStats`` of the units of ``group`` in ``group_results`` (default: the first unit's group)."""
+    if group is None:
+        group = group_results[0].unit.group if group_results else ""
+    members = [r for r in group_results if r.unit.group == group]
+    peers = [r for r in members if r.status == "scored" and r.final is not None]  # insight._ranked
+    peer_means: list[Fraction | None] = []
+    for d in catalog.dimensions:
+        rates = [r.rates[d.id] for r in peers if r.rates.get(d.id) is not None]
+        peer_means.append(sum(rates, Fraction(0)) / len(rates) if rates else None)
+    return GroupStats(
+        group=group,
+        n_ranked=sum(1 for r in members if r.rank is not None),
+        averages=tuple(dimension_averages(members, catalog)),
+        peer_means=tuple(peer_means),
+    )
+
+
+def run_group_stats(results: list[UnitResult], catalog: Catalog) -> dict[str, GroupStats]:
+    """``GroupStats`` of every group that has units in ``results``, by group name (one pass per group)."""
+    by_group: dict[str, list[UnitResult]] = {}
+    for r in results:
+        by_group.setdefault(r.unit.group, []).append(r)
+    return {g: group_stats(members, catalog, g) for g, members in by_group.items()}
+
+
+def strengths_weaknesses(result: UnitResult, stats: GroupStats, catalog: Catalog, n: int = 2) -> insight.StrengthsWeaknesses:
+    """``kaohe.insight.strengths_weaknesses`` against the group's precomputed means (same result)."""
+    gaps = []
+    for d, group_mean in zip(catalog.dimensions, stats.peer_means):
+        mine = result.rates.get(d.id)
+        if mine is None or group_mean is None:
+            continue
+        gaps.append(insight.DimensionGap(d.id, d.name, mine, group_mean, mine - group_mean))
+    strengths = sorted((g for g in gaps if g.gap > 0), key=lambda g: -g.gap)[:n]
+    weaknesses = sorted((g for g in gaps if g.gap < 0), key=lambda g: g.gap)[:n]
+    return insight.StrengthsWeaknesses(strengths, weaknesses)
+
+
+def scorecard_context(
+    result: UnitResult, group_results: list[UnitResult] | None, catalog: Catalog, settings, stats: GroupStats | None = None
+) -> dict:
+    """What one unit's scorecard shows. ``group_results`` are the results of its group (others are
+    ignored); ``stats`` (``group_stats``/``run_group_stats``), when given, replaces them: building
+    every scorecard of a run then costs time linear in the units, not in units × group size."""
     if result.status != "scored" or result.final is None:
         raise ValueError(f"单位 {result.unit_id} 没有计分结果({STATUS_CN.get(result.status, result.status)}),不生成成绩单")
     row = result_row(result, catalog)
-    group = [r for r in group_results if r.unit.group == result.unit.group] or [result]
-    n_ranked = sum(1 for r in group if r.rank is not None)
-    averages = dimension_averages(group, catalog)
+    if stats is None or stats.group != result.unit.group:
+        group = [r for r in (group_results or ()) if r.unit.group == result.unit.group] or [result]
+        stats = group_stats(group, catalog, result.unit.group)
+    n_ranked = stats.n_ranked
+    averages = stats.averages
     names = catalog.dimension_names
+    # each item's kind, points and lost points once (ItemResult.points/.lost build new Fractions per call)
+    facts = []  # (item result, kind, points, lost): points and lost for applicable scored items, else None
+    by_dim: dict[str, list[tuple]] = {}
+    for ir in result.items:
+        kind = ir.item.kind
+        if kind == "scored" and ir.applicable == "yes":
+            pts = _points(ir.item.points)
+            fact = (ir, kind, pts, pts - ir.score)
+        else:
+            fact = (ir, kind, None, None)
+        facts.append(fact)
+        if ir.applicable != "no":
+            by_dim.setdefault(ir.item.dimension, []).append(fact)
     dims = []
     for d, avg in zip(catalog.dimensions, averages):
-        items = [ir for ir in result.items if ir.item.dimension == d.id and ir.applicable != "no"]
-        scored = [ir for ir in items if ir.item.kind == "scored" and ir.applicable == "yes"]
-        pts = sum((ir.points for ir in scored), Fraction(0))
-        got = sum((ir.score for ir in scored), Fraction(0))
+        items = by_dim.get(d.id, ())
+        scored = [(ir, pts) for ir, kind, pts, _ in items if pts is not None]
+        pts_sum = sum((p for _, p in scored), Fraction(0))
+        got = sum((ir.score for ir, _ in scored), Fraction(0))
         rows = []
-        for ir in items:
-            if ir.item.kind != "scored":
+        for ir, kind, pts, lost in items:
+            if kind != "scored":
                 continue
             if ir.applicable == "na":
                 rows.append(
                     {
-                        "id": ir.item.id, "title": zh(ir.item.title), "values": [], "na": clean_text(ir.na_reason) or zh(clean_text(ir.explain)),
+                        "id": ir.item.id, "title": _zh(ir.item.title), "values": [], "na": clean_text(ir.na_reason) or _zh(clean_text(ir.explain)),
                         "points": DASH, "score": DASH, "lost": DASH, "explain": "", "changed": False, "penalty": "",
                     }
                 )
@@ -713,15 +823,15 @@ def scorecard_context(result: UnitResult, group_results: list[UnitResult], catal
             rows.append(
                 {
                     "id": ir.item.id,
-                    "title": zh(ir.item.title),
+                    "title": _zh(ir.item.title),
                     "values": field_values(ir),
                     "na": "",
-                    "points": fmt2(ir.points),
-                    "score": fmt2(ir.score),
-                    "lost": fmt2(ir.lost),
-                    "explain": zh(clean_text(ir.explain)),
+                    "points": _fmt2(pts),
+                    "score": _fmt2(ir.score),
+                    "lost": _fmt2(lost),
+                    "explain": _zh(clean_text(ir.explain)),
                     "changed": bool(ir.changes),
-                    "penalty": fmt2(ir.penalty) if ir.penalty else "",
+                    "penalty": _fmt2(ir.penalty) if ir.penalty else "",
                 }
             )
         if not rows:
@@ -729,12 +839,12 @@ def scorecard_context(result: UnitResult, group_results: list[UnitResult], catal
         rate = result.rates.get(d.id)
         dims.append(
             {
-                "name": zh(d.name),
+                "name": _zh(d.name),
                 "rows": rows,
-                "points": fmt2(pts) if scored else DASH,
-                "score": fmt2(got) if scored else DASH,
-                "lost": fmt2(pts - got) if scored else DASH,
-                "rate": fmt2(rate) if rate is not None else DASH,
+                "points": _fmt2(pts_sum) if scored else DASH,
+                "score": _fmt2(got) if scored else DASH,
+                "lost": _fmt2(pts_sum - got) if scored else DASH,
+                "rate": _fmt2(rate) if rate is not None else DASH,
                 "avg": show2(avg),
             }
         )
@@ -743,12 +853,12 @@ def scorecard_context(result: UnitResult, group_results: list[UnitResult], catal
         if ir.applicable == "no" or ir.item.kind == "scored":
             continue
         if ir.item.kind == "bonus":
-            outcome = f"加 {fmt2(ir.bonus)} 分"
+            outcome = f"加 {_fmt2(ir.bonus)} 分"
         else:
             outcome = VETO_CN.get(ir.veto or "", "未触发")
         special.append(
-            {"id": ir.item.id, "kind": "加分项" if ir.item.kind == "bonus" else "否决项", "title": zh(ir.item.title),
-             "values": field_values(ir), "outcome": outcome, "explain": zh(clean_text(ir.explain))}
+            {"id": ir.item.id, "kind": "加分项" if ir.item.kind == "bonus" else "否决项", "title": _zh(ir.item.title),
+             "values": field_values(ir), "outcome": outcome, "explain": _zh(clean_text(ir.explain))}
         )
     changes = []
     for ir in result.items:
@@ -760,48 +870,49 @@ def scorecard_context(result: UnitResult, group_results: list[UnitResult], catal
             changes.append(
                 {
                     "id": ir.item.id,
-                    "title": zh(ir.item.title),
-                    "label": zh(clean_text(c.label)),
+                    "title": _zh(ir.item.title),
+                    "label": _zh(clean_text(c.label)),
                     "self": value_text(c.self_value, unit),
                     "reviewed": value_text(c.reviewed_value, unit),
                     "reason": clean_text(c.reason),
                     "reviewer": clean_text(c.reviewer) or DASH,
-                    "self_score": fmt2(ir.self_score) if ir.self_score is not None else DASH,
-                    "score": fmt2(ir.score) if ir.score is not None else DASH,
-                    "penalty": fmt2(ir.penalty) if ir.penalty else "",
+                    "self_score": _fmt2(ir.self_score) if ir.self_score is not None else DASH,
+                    "score": _fmt2(ir.score) if ir.score is not None else DASH,
+                    "penalty": _fmt2(ir.penalty) if ir.penalty else "",
                 }
             )
+    # 需整改: items that lost points, lowest 得分率 first (then most lost, then id); each rate computed once
     rectify = sorted(
-        (ir for ir in result.items if ir.lost is not None and ir.lost > 0),
-        key=lambda ir: (_rate(ir.score, ir.points), -ir.lost, ir.item.id),
+        ((_rate(ir.score, pts), -lost, ir.item.id, ir, pts, lost) for ir, _, pts, lost in facts if lost is not None and lost > 0),
+        key=lambda t: t[:3],
     )
     rectify_rows = [
         {
             "id": ir.item.id,
-            "title": zh(ir.item.title),
-            "dimension": zh(names[ir.item.dimension]),
-            "points": fmt2(ir.points),
-            "score": fmt2(ir.score),
-            "lost": fmt2(ir.lost),
-            "rate": fmt2(_rate(ir.score, ir.points)),
-            "criterion": zh(ir.item.criterion),
+            "title": _zh(ir.item.title),
+            "dimension": _zh(names[ir.item.dimension]),
+            "points": _fmt2(pts),
+            "score": _fmt2(ir.score),
+            "lost": _fmt2(lost),
+            "rate": _fmt2(rate),
+            "criterion": _zh(ir.item.criterion),
         }
-        for ir in rectify
+        for rate, _, _, ir, pts, lost in rectify
     ]
     evidence = [
-        {"id": ir.item.id, "title": zh(ir.item.title), "text": clean_text(ir.evidence)}
+        {"id": ir.item.id, "title": _zh(ir.item.title), "text": clean_text(ir.evidence)}
         for ir in result.items
         if ir.applicable != "no" and ir.evidence.strip()
     ]
     comps = []
     for c in catalog.components:
         if c.id == "assessed":
-            comps.append({"name": zh(f"{c.name}(审核得分)"), "weight": num(c.weight), "value": row["assessed"]})
+            comps.append({"name": _zh(f"{c.name}(审核得分)"), "weight": num(c.weight), "value": row["assessed"]})
         else:
-            comps.append({"name": zh(c.name), "weight": num(c.weight), "value": row[f"component_{c.id}"]})
+            comps.append({"name": _zh(c.name), "weight": num(c.weight), "value": row[f"component_{c.id}"]})
     bars = charts.bar_chart(
         [
-            charts.Bar(zh(d.name), dec(row[f"rate_{d.id}"]), avg)
+            charts.Bar(_zh(d.name), dec(row[f"rate_{d.id}"]), avg)
             for d, avg in zip(catalog.dimensions, averages)
         ],
         title="各一级指标得分率与组平均",
@@ -818,10 +929,10 @@ def scorecard_context(result: UnitResult, group_results: list[UnitResult], catal
             if rate is None or avg is None or rate == avg:
                 continue  # a gap under 0.01 is not shown as a strength or weakness
             diff = rate - avg
-            out.append({"name": zh(g.name), "rate": f"{rate:.2f}", "avg": f"{avg:.2f}", "gap": f"{abs(diff):.2f}", "above": diff > 0})
+            out.append({"name": _zh(g.name), "rate": f"{rate:.2f}", "avg": f"{avg:.2f}", "gap": f"{abs(diff):.2f}", "above": diff > 0})
         return out
 
-    sw = insight.strengths_weaknesses(result, group, catalog) if result.rank is not None else None
+    sw = strengths_weaknesses(result, stats, catalog) if result.rank is not None else None
     strengths = gap_rows(sw.strengths) if sw else []
     weaknesses = gap_rows(sw.weaknesses) if sw else []
     robust = None
@@ -831,11 +942,11 @@ def scorecard_context(result: UnitResult, group_results: list[UnitResult], catal
         rank_text = f"第 {result.rank} 名 / 共 {n_ranked} 个单位"
     else:
         rank_text = "未参与排名"
-    lost_total = lost_points(result)
+    lost_total = sum((lost for *_, lost in facts if lost is not None), Fraction(0))  # lost_points(result)
     return {
         "title": f"{catalog.city}{catalog.year}年度依法行政考核成绩单",
         "catalog": catalog,
-        "catalog_title": zh(catalog.title),
+        "catalog_title": _zh(catalog.title),
         "settings": settings,
         "unit": {
             "name": clean_text(result.unit.unit_name),
@@ -847,14 +958,14 @@ def scorecard_context(result: UnitResult, group_results: list[UnitResult], catal
         "row": row,
         "rank_text": rank_text,
         "grade": result.grade,
-        "grade_note": zh(result.grade_note),
+        "grade_note": _zh(result.grade_note),
         "veto": VETO_CN.get(result.veto or "", ""),
         "components": comps,
         "bonus": row["bonus"],
         "bonus_cap": num(catalog.bonus_cap),
-        "base": fmt2(result.base),
-        "total": fmt2(result.total),
-        "lost_total": fmt2(lost_total),
+        "base": _fmt2(result.base),
+        "total": _fmt2(result.total),
+        "lost_total": _fmt2(lost_total),
         "dims": dims,
         "special": special,
         "changes": changes,
