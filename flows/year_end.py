@@ -277,41 +277,62 @@ def _ingest(files: list[Path], cat: Catalog, reg: Registry, cache, dask: bool) -
 
 
 def _render(run: Path, results, cat: Catalog, intake, settings, previous, watch, previous_catalog, cache_root: str | None, dask: bool) -> dict:
-    """Bulletin, office report, scorecards and feedback letters; returns what was laid out."""
+    """Bulletin, office report, scorecards and feedback letters; returns what was laid out.
+
+    Documents are streamed: a batch's HTML is built only when the batch is
+    handed to a worker, with at most ``2 × workers`` batches in flight, so the
+    run never holds every document's HTML at once (~50 KB a scorecard)."""
     from kaohe.insight import indicator_diagnostics
     from kaohe.report import jobs as J
     from kaohe.report.office import write_diagnostics_xlsx
+    from kaohe.report.slim import document_results
 
     global _POOL
     settings = settings.resolved(cat)
     diagnostics = indicator_diagnostics(results, cat)
-    documents = list(J.scorecard_jobs(run, results, cat, settings)) + list(J.feedback_jobs(run, results, cat, intake, settings))
-    stage = progress().stage("render", "生成 PDF(通报、成绩单、退回意见)", total=len(documents) + 2, unit="份")
+    doc_results = document_results(results)  # what the bulletin and office report read: ~18x smaller to send
+    total, todo = J.job_batches(run, results, cat, intake, settings, _workers())
+    n_batches = 0
+
+    def submit_next() -> list:
+        nonlocal n_batches
+        batch = next(todo, None)
+        if batch is None:
+            return []
+        n_batches += 1
+        return [render_batch_task.submit(Q(batch), cache_root)]
+
+    stage = progress().stage("render", "生成 PDF(通报、成绩单、退回意见)", total=total + 2, unit="份")
     pool = None if dask else J.local_pool(_workers())
     _POOL = pool
     try:
         with stage:
-            big = [
-                render_document_task.submit(kind, run, Q(results), Q(cat), settings, Q(previous), Q(watch), Q(previous_catalog), Q(diagnostics))
+            inflight = [
+                render_document_task.submit(kind, run, Q(doc_results), Q(cat), settings, Q(previous), Q(watch), Q(previous_catalog), Q(diagnostics))
                 for kind in ("bulletin", "office")
             ]
-            small = [render_batch_task.submit(Q(b), cache_root) for b in P.batches(documents, _workers(), smallest=2, largest=25)]
-            laid_out = cached = 0
-            for fut in as_completed(big + small):
+            for _ in range(max(4, 2 * _workers())):
+                inflight += submit_next()
+            laid_out = cached = rendered = 0
+            while inflight:
+                fut = next(iter(as_completed(inflight)))
+                inflight.remove(fut)
                 res = fut.result()
                 if isinstance(res, Path):
                     stage.advance(1)
-                else:
-                    laid_out += res.rendered
-                    cached += res.cached
-                    stage.advance(len(res.paths))
+                    continue
+                laid_out += res.rendered
+                cached += res.cached
+                rendered += len(res.paths)
+                stage.advance(len(res.paths))
+                inflight += submit_next()
     finally:
         _POOL = None
         if pool is not None:
             pool.shutdown()
     write_diagnostics_xlsx(run / "diagnostics.xlsx", diagnostics, cat)
     get_run_logger().info("render: %d documents laid out, %d unchanged (from the PDF cache)", laid_out + 2, cached)
-    return {"documents": len(documents) + 2, "laid_out": laid_out + 2, "from_cache": cached, "batches": len(small)}
+    return {"documents": rendered + 2, "laid_out": laid_out + 2, "from_cache": cached, "batches": n_batches}
 
 
 @flow(name="kaohe-year-end", log_prints=False, validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=_workers()))

@@ -53,12 +53,10 @@ def scorecard_jobs(run_dir: Path, results: list[UnitResult], catalog: Catalog, s
     from kaohe.report import context as C
     from kaohe.report.render import render_template
 
-    by_group: dict[str, list[UnitResult]] = {}
-    for r in results:
-        by_group.setdefault(r.unit.group, []).append(r)
+    stats = C.run_group_stats(results, catalog)  # each group's averages once, not once per unit
     for r in results:
         if r.status == "scored" and r.final is not None:
-            html = render_template("scorecard.html", C.scorecard_context(r, by_group[r.unit.group], catalog, settings))
+            html = render_template("scorecard.html", C.scorecard_context(r, None, catalog, settings, stats[r.unit.group]))
             yield Job("scorecard", run_dir / "scorecards" / f"{r.unit_id}.pdf", html)
 
 
@@ -76,6 +74,33 @@ def feedback_jobs(run_dir: Path, results: list[UnitResult], catalog: Catalog, in
         label = f"{unit.unit_name}({uid})" if unit else "未能识别"
         html = render_template("feedback.html", C.feedback_context(file, label, problems, catalog, settings))
         yield Job("feedback", run_dir / "feedback" / feedback_name(file, uid, unit is not None), html)
+
+
+def document_count(results: list[UnitResult], intake) -> int:
+    """How many jobs :func:`scorecard_jobs` and :func:`feedback_jobs` yield together."""
+    return sum(1 for r in results if r.status == "scored" and r.final is not None) + sum(1 for ps in intake.problems.values() if ps)
+
+
+def job_batches(run_dir: Path, results: list[UnitResult], catalog: Catalog, intake, settings, workers: int) -> tuple[int, Iterator[list[Job]]]:
+    """(documents, the batches): every scorecard and feedback letter in batches sized by
+    ``pipeline.batches`` (2–25) for :func:`document_count` documents, each batch's HTML
+    built only when the batch is taken, so a caller that keeps a few batches in flight
+    never holds every document's HTML. Never empty batches."""
+    from itertools import chain, islice
+
+    from kaohe.pipeline import batches
+
+    total = document_count(results, intake)
+    sizes = [len(b) for b in batches(list(range(total)), workers, smallest=2, largest=25)] or [1]
+    jobs = chain(scorecard_jobs(run_dir, results, catalog, settings), feedback_jobs(run_dir, results, catalog, intake, settings))
+
+    def gen() -> Iterator[list[Job]]:
+        i = 0
+        while batch := list(islice(jobs, sizes[min(i, len(sizes) - 1)])):
+            yield batch
+            i += 1
+
+    return total, gen()
 
 
 #: loggers whose warnings a worker sends back to the run (tests fail on any WeasyPrint warning)

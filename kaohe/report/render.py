@@ -301,7 +301,9 @@ def render_run(
     ``cache_root``, a scorecard or letter whose HTML is unchanged since an earlier
     run is copied from the PDF cache. ``on_done(n)`` is called as documents finish.
     """
-    from kaohe.pipeline import batches
+    from collections import deque
+    from itertools import islice
+
     from kaohe.report import jobs as J
 
     run_dir = Path(run_dir)
@@ -315,7 +317,6 @@ def render_run(
         from kaohe.insight import indicator_diagnostics
 
         diagnostics = indicator_diagnostics(results, catalog)
-    documents = list(J.scorecard_jobs(run_dir, results, catalog, settings)) + list(J.feedback_jobs(run_dir, results, catalog, intake, settings))
     stats = {"rendered": 0, "cached": 0}
 
     def take(res: J.BatchResult, relog: bool) -> None:
@@ -332,22 +333,33 @@ def render_run(
         if diagnostics is not None:
             out.append(render_office_report(results, catalog, run_dir / "office_report.pdf", watch, diagnostics))
             done(1)
-        for batch in batches(documents, 1):
+        for batch in J.job_batches(run_dir, results, catalog, intake, settings, 1)[1]:
             take(J.render_batch(batch, cache), relog=False)
     else:
+        from kaohe.report.slim import document_results
+
         n = workers or J.workers_default()
+        slim = document_results(results)  # what the two documents read: pickled to their workers
         with J.local_pool(n) as pool:
-            big = [pool.submit(J.call_collecting, render_bulletin, results, catalog, settings, run_dir / "bulletin.pdf", previous, previous_catalog)]
+            big = [pool.submit(J.call_collecting, render_bulletin, slim, catalog, settings, run_dir / "bulletin.pdf", previous, previous_catalog)]
             if diagnostics is not None:
-                big.append(pool.submit(J.call_collecting, render_office_report, results, catalog, run_dir / "office_report.pdf", list(watch), diagnostics))
-            small = [pool.submit(J.render_batch, batch, cache) for batch in batches(documents, n, smallest=2, largest=25)]
+                big.append(pool.submit(J.call_collecting, render_office_report, slim, catalog, run_dir / "office_report.pdf", list(watch), diagnostics))
+            # batches streamed: HTML built as a batch is handed over, at most 2 per worker in flight
+            _, todo = J.job_batches(run_dir, results, catalog, intake, settings, n)
+            small = deque(pool.submit(J.render_batch, b, cache) for b in islice(todo, 2 * n))
+            while small:
+                res = small.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    small.append(pool.submit(J.render_batch, nxt, cache))
+                take(res, relog=True)
+            first = []
             for f in big:
                 path, warnings = f.result()
                 J.relog(warnings)
-                out.append(path)
+                first.append(path)
                 done(1)
-            for f in small:
-                take(f.result(), relog=True)
+            out[0:0] = first  # bulletin (and office report) first, as without workers
     if diagnostics is not None:
         out.append(write_diagnostics_xlsx(run_dir / "diagnostics.xlsx", diagnostics, catalog))
     log.info(
