@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("history", help="列出某年度的运行与发布记录")
     h.add_argument("--year", type=int, default=_year_default())
     h.add_argument("--out", default="outputs", help="输出根目录(默认 outputs/)")
-    h.add_argument("--db", help="结果库 URL")
+    h.add_argument("--db", help="结果库 URL(默认:--out 下的 kaohe.sqlite;也可设 KAOHE_DB)")
     h.set_defaults(func=cmd_history)
     return p
 
