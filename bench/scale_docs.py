@@ -49,6 +49,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the checkout's kaohe, not some other installed copy
     sys.path.insert(0, str(REPO))
 
+from bench import _reset_hwm, _status_kb  # noqa: E402  (bench/ is the script's own folder)
+
 YEAR = 2025
 DOCS = ("bulletin", "office")
 # the issue's targets at 3,000 units
@@ -192,21 +194,7 @@ def _cpu() -> float:
 
 def _status_mb(key: str) -> float:
     """VmRSS (now) or VmHWM (peak) of this process in MB, from /proc."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _reset_peak() -> bool:
-    """Resets this process's peak RSS (VmHWM) to its current RSS (Linux ≥ 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+    return _status_kb("self", key) / 1024
 
 
 def _child(doc: str, data: str, out_pdf: str, queue) -> None:
@@ -216,7 +204,7 @@ def _child(doc: str, data: str, out_pdf: str, queue) -> None:
             year = pickle.load(fh)
         gc.collect()
         rss_loaded = _status_mb("VmRSS")
-        reset = _reset_peak()  # the peak from here on is the render's (unpickling has its own peak)
+        reset = _reset_hwm()  # the peak from here on is the render's (unpickling has its own peak)
         handler = _Count()
         for name in ("weasyprint", "kaohe.report"):
             lg = logging.getLogger(name)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -64,3 +66,27 @@ def run_stages(catalog: Catalog, registry: Registry, files: list[Path], review_r
     reviewed, changes, notes = P.review_stage(review_rows or [], intake, catalog, registry)
     results = P.rank_stage(P.score_stage(intake, reviewed, changes, components or {}, catalog, registry), catalog)
     return results, intake
+
+
+def fake_run(out: Path, year: int, run_id: str, finals: dict[str, str]) -> Path:
+    """A run folder as kaohe run writes it (manifest + results.csv), for the archive tests."""
+    run = out / str(year) / run_id
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(
+        json.dumps({"year": year, "run_id": run_id, "catalog_hash": "c" * 64, "code_version": "0.1.0",
+                    "units": {"scored": len(finals), "missing": 0, "rejected": 0}}), encoding="utf-8")
+    lines = ["unit_id,unit_name,group,status,assessed,weighted,bonus,final,rank,grade,veto"]
+    for n, (u, f) in enumerate(sorted(finals.items(), key=lambda kv: -float(kv[1])), start=1):
+        lines.append(f"{u},单位{u},区县政府,scored,{f},{f},0.00,{f},{n},良好,")
+    (run / "results.csv").write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    return run
+
+
+def scale_year(units: int, seed: int):
+    """N realistic scored results without workbooks: ``bench/scale_docs.build_year``."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import scale_docs
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    return scale_docs.build_year(units, seed=seed)

@@ -34,22 +34,9 @@ from sqlalchemy.exc import IntegrityError
 from kaohe import archive
 from kaohe.cli import main
 from kaohe.errors import RunError
+from helpers import fake_run
 
 REQUIRE_PG = os.environ.get("KAOHE_REQUIRE_PG", "") not in ("", "0")
-
-
-def fake_run(out: Path, year: int, run_id: str, finals: dict[str, str]) -> Path:
-    """A run folder as kaohe run writes it (manifest + results.csv), as in tests/test_publish.py."""
-    run = out / str(year) / run_id
-    run.mkdir(parents=True)
-    (run / "manifest.json").write_text(
-        json.dumps({"year": year, "run_id": run_id, "catalog_hash": "c" * 64, "code_version": "0.1.0",
-                    "units": {"scored": len(finals), "missing": 0, "rejected": 0}}), encoding="utf-8")
-    lines = ["unit_id,unit_name,group,status,assessed,weighted,bonus,final,rank,grade,veto"]
-    for n, (u, f) in enumerate(sorted(finals.items(), key=lambda kv: -float(kv[1])), start=1):
-        lines.append(f"{u},单位{u},区县政府,scored,{f},{f},0.00,{f},{n},良好,")
-    (run / "results.csv").write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
-    return run
 
 
 def kaohe_exe() -> str:

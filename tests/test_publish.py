@@ -1,6 +1,5 @@
 """Publishing: once per year, supersede only with a reason, atomic under a killed process."""
 
-import json
 import os
 import shutil
 import signal
@@ -13,20 +12,7 @@ import pytest
 from kaohe import archive
 from kaohe.cli import main
 from kaohe.errors import RunError
-
-
-def fake_run(out: Path, year: int, run_id: str, finals: dict[str, str]) -> Path:
-    """A run folder as kaohe run writes it (manifest + results.csv)."""
-    run = out / str(year) / run_id
-    run.mkdir(parents=True)
-    (run / "manifest.json").write_text(
-        json.dumps({"year": year, "run_id": run_id, "catalog_hash": "c" * 64, "code_version": "0.1.0",
-                    "units": {"scored": len(finals), "missing": 0, "rejected": 0}}), encoding="utf-8")
-    lines = ["unit_id,unit_name,group,status,assessed,weighted,bonus,final,rank,grade,veto"]
-    for n, (u, f) in enumerate(sorted(finals.items(), key=lambda kv: -float(kv[1])), start=1):
-        lines.append(f"{u},单位{u},区县政府,scored,{f},{f},0.00,{f},{n},良好,")
-    (run / "results.csv").write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
-    return run
+from helpers import fake_run
 
 
 @pytest.fixture

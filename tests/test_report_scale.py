@@ -13,14 +13,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import scale_year
 from kaohe.outputs import result_row
 
 weasyprint = pytest.importorskip("weasyprint")
@@ -50,12 +49,7 @@ def no_warnings():
 
 @pytest.fixture(scope="module")
 def year():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import scale_docs
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return scale_docs.build_year(UNITS, seed=7)
+    return scale_year(UNITS, seed=7)
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,13 @@ from __future__ import annotations
 import hashlib
 import pickle
 import random
-import sys
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import scale_year
 from kaohe import insight
 from kaohe.numbers import fmt2
 from kaohe.outputs import item_rows, result_row
@@ -57,12 +56,7 @@ def no_warnings():
 
 @pytest.fixture(scope="module")
 def year():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import scale_docs
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return scale_docs.build_year(UNITS, seed=SEED)
+    return scale_year(UNITS, seed=SEED)
 
 
 @pytest.fixture(scope="module")
