@@ -100,6 +100,17 @@ class StripRow:
     bands: tuple[tuple[str, Decimal], ...]  # (grade, lower bound), best first
 
 
+
+def _score_axis(body: list[str], left: float, plot_w: float, y: float, lo: int, hi: int, step: int, sx) -> None:
+    """The score axis of the distribution charts: the line, a tick and label every ``step`` points, its title."""
+    body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}" stroke="#444" stroke-width="0.8"/>')
+    for v in range(lo, hi + 1, step):
+        x = sx(v)
+        body.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x:.1f}" y2="{y + 4:.1f}" stroke="#444" stroke-width="0.8"/>')
+        body.append(_text(x, y + 15, str(v), anchor="middle", size=9))
+    body.append(_text(left + plot_w, y + 28, "最终得分", anchor="end", size=9, fill="#444"))
+
+
 def _swarm(xs: list[float], radius: float, max_lanes: int) -> list[int]:
     """Lane of each dot (0, 1, -1, 2, -2, …): the nearest free lane, so dots never overlap."""
     placed: list[tuple[float, int]] = []
@@ -175,13 +186,7 @@ def strip_plot(rows: list[StripRow], width: float = 640, title: str = "", max_do
                 f'fill-opacity="0.85" stroke="#fff" stroke-width="0.6"/>'
             )
         y = bottom + 8
-    # axis
-    body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}" stroke="#444" stroke-width="0.8"/>')
-    for v in range(lo, hi + 1, step):
-        x = sx(v)
-        body.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x:.1f}" y2="{y + 4:.1f}" stroke="#444" stroke-width="0.8"/>')
-        body.append(_text(x, y + 15, str(v), anchor="middle", size=9))
-    body.append(_text(left + plot_w, y + 28, "最终得分", anchor="end", size=9, fill="#444"))
+    _score_axis(body, left, plot_w, y, lo, hi, step, sx)
     # legend
     lx = left
     for grade in GRADE_ORDER:
@@ -256,12 +261,7 @@ def _strip_histogram(rows: list[StripRow], width: float, title: str) -> Markup:
             )
             body.append(_text(bx + 2, top + 9, f"{grade}≥{fmt_decimal(bound)}", size=8, fill=GRADE_COLORS[grade]))
         y = base + 8
-    body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}" stroke="#444" stroke-width="0.8"/>')
-    for v in range(lo, hi + 1, step):
-        x = sx(v)
-        body.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x:.1f}" y2="{y + 4:.1f}" stroke="#444" stroke-width="0.8"/>')
-        body.append(_text(x, y + 15, str(v), anchor="middle", size=9))
-    body.append(_text(left + plot_w, y + 28, "最终得分", anchor="end", size=9, fill="#444"))
+    _score_axis(body, left, plot_w, y, lo, hi, step, sx)
     lx = left
     for grade in GRADE_ORDER:
         body.append(f'<rect x="{lx:.1f}" y="{y + 20:.1f}" width="9" height="8" fill="{GRADE_COLORS[grade]}"/>')

@@ -48,6 +48,11 @@ def style_fingerprint() -> str:
     return h.hexdigest()
 
 
+def has_scorecard(r: UnitResult) -> bool:
+    """A scored unit with a final score gets a scorecard."""
+    return r.status == "scored" and r.final is not None
+
+
 def scorecard_jobs(run_dir: Path, results: list[UnitResult], catalog: Catalog, settings) -> Iterator[Job]:
     """One job per scored unit: scorecards/<unit_id>.pdf (``settings`` already resolved)."""
     from kaohe.report import context as C
@@ -55,7 +60,7 @@ def scorecard_jobs(run_dir: Path, results: list[UnitResult], catalog: Catalog, s
 
     stats = C.run_group_stats(results, catalog)  # each group's averages once, not once per unit
     for r in results:
-        if r.status == "scored" and r.final is not None:
+        if has_scorecard(r):
             html = render_template("scorecard.html", C.scorecard_context(r, None, catalog, settings, stats[r.unit.group]))
             yield Job("scorecard", run_dir / "scorecards" / f"{r.unit_id}.pdf", html)
 
@@ -78,7 +83,7 @@ def feedback_jobs(run_dir: Path, results: list[UnitResult], catalog: Catalog, in
 
 def document_count(results: list[UnitResult], intake) -> int:
     """How many jobs :func:`scorecard_jobs` and :func:`feedback_jobs` yield together."""
-    return sum(1 for r in results if r.status == "scored" and r.final is not None) + sum(1 for ps in intake.problems.values() if ps)
+    return sum(1 for r in results if has_scorecard(r)) + sum(1 for ps in intake.problems.values() if ps)
 
 
 def job_batches(run_dir: Path, results: list[UnitResult], catalog: Catalog, intake, settings, workers: int) -> tuple[int, Iterator[list[Job]]]:
