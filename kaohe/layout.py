@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from decimal import Decimal
 
 from kaohe.catalog import Catalog, FieldSpec, Item
+from kaohe.parsing import normalize_text
 from kaohe.numbers import fmt_decimal  # noqa: F401 - the templates' number text, used as L.fmt_decimal
 from kaohe.registry import Unit
 
@@ -137,7 +139,7 @@ class Layout:
     sections: tuple[SectionRow, ...]
     last_row: int
 
-    @property
+    @cached_property
     def fixed_cells(self) -> tuple[tuple[str, str], ...]:
         out: list[tuple[str, str]] = [(HEADERS_ADDR[c], t) for c, t in HEADERS.items()]
         for key, (label_addr, label, value_addr) in ID_CELLS.items():
@@ -159,7 +161,12 @@ class Layout:
             "year": str(self.year),
         }[key]
 
-    @property
+    @cached_property
+    def fixed_texts(self) -> tuple[tuple[str, str, str], ...]:
+        """(address, text, text as a reader compares it) of every fixed cell: checked in every file."""
+        return tuple((a, t, normalize_text(t)) for a, t in self.fixed_cells)
+
+    @cached_property
     def digest(self) -> str:
         """sha256 over every fixed cell's address and text: the template's content."""
         h = hashlib.sha256()

@@ -233,6 +233,8 @@ class Package:
     shared_strings: str | None = None
     styles: str | None = None
     limits: Limits = LIMITS
+    #: the XML parts' bytes, decompressed once by the container checks
+    parts: dict[str, bytes] = field(default_factory=dict)
 
     def open(self, part: str):
         return self.zf.open(self.infos[part])
@@ -248,7 +250,8 @@ class Package:
 
     def read(self, part: str) -> bytes:
         """A part's bytes (its size was checked against the limits on the zip directory)."""
-        return self.zf.read(self.infos[part])
+        found = self.parts.get(part)
+        return found if found is not None else self.zf.read(self.infos[part])
 
     def strings(self, wanted: set[int]) -> dict[int, str]:
         """The shared strings with the given indices."""
@@ -256,10 +259,10 @@ class Package:
             return {}
         return X.shared_strings(self.read(self.shared_strings), wanted)
 
-    def number_formats(self) -> list[str]:
-        """Each cell style's number format (styles.xml, cellXfs order); [] without styles."""
+    def number_formats(self) -> tuple[str, ...]:
+        """Each cell style's number format (styles.xml, cellXfs order); () without styles."""
         if not self.styles or self.styles not in self.infos:
-            return []
+            return ()
         return X.number_formats(self.read(self.styles))
 
     def read_values(self, sheet: str, max_row: int, max_col: int) -> dict[tuple[int, int], str]:
@@ -384,27 +387,26 @@ _SI_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?si[\s/>]")
 _DTD_MARKS = X._DTD_MARKS
 
 
-def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits) -> list[Problem]:
+def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits, keep: dict[str, bytes] | None = None) -> list[Problem]:
     """Decompress every part once (CRC and sizes checked) and bound what every XML part holds.
 
     From the bytes, at C speed: no XML part may declare a DOCTYPE or an entity
     (whichever part it is in), and the elements, cells and shared strings of all
     parts together are counted (upper bounds) against the limits, so that every
     later parse is bounded, not just the bytes. A part that is not well-formed is
-    left to the reader of that part to report.
+    left to the reader of that part to report. ``keep`` receives each XML part's
+    bytes (by lower-case name) for the readers that come next.
+
+    Counting by pattern is only needed once the parts could hold that many: until
+    their "<" characters (a bound of all three counts) pass the smallest limit, the
+    counts cannot, and a normal workbook never gets there.
     """
     count = {"elements": 0, "cells": 0, "strings": 0}
-    for info in zf.infolist():
-        try:
-            data = zf.read(info)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
-            return [_problem(name, Code.ZIP_CORRUPT, f"文件数据已损坏(内部条目 {info.filename[:60]} 无法解压:{type(exc).__name__}),请重新保存后报送")]
-        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-            data = data.decode("utf-16", errors="replace").encode("utf-8")
-        elif not data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
-            continue
-        if any(m in data for m in _DTD_MARKS):
-            return [_problem(name, Code.XML_DTD, f"文件内部 {info.filename[:60]} 含有 DOCTYPE/实体声明(可被用于“实体膨胀”攻击),正常的 .xlsx 不含此内容,已拒收")]
+    threshold = min(limits.xml_elements, limits.workbook_cells, limits.shared_strings)
+    bound, exact = 0, False
+    pending: list[tuple[str, bytes]] = []  # parts seen while counting by the bound
+
+    def over(part: str, data: bytes) -> Problem | None:
         count["elements"] += X.element_bound(data)
         count["cells"] += len(_CELL_TAG.findall(data))
         count["strings"] += len(_SI_TAG.findall(data))
@@ -414,7 +416,38 @@ def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits) -> list[Proble
                 else f"共享文字超过 {limits.shared_strings} 条" if count["strings"] > limits.shared_strings
                 else f"XML 元素超过 {limits.xml_elements} 个"
             )
-            return [_problem(name, Code.SHEET_ANOMALY, f"工作簿内容异常庞大({what},见 {info.filename[:60]}),不是正常的自评表,已拒收")]
+            return _problem(name, Code.SHEET_ANOMALY, f"工作簿内容异常庞大({what},见 {part[:60]}),不是正常的自评表,已拒收")
+        return None
+
+    for info in zf.infolist():
+        try:
+            data = zf.read(info)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
+            return [_problem(name, Code.ZIP_CORRUPT, f"文件数据已损坏(内部条目 {info.filename[:60]} 无法解压:{type(exc).__name__}),请重新保存后报送")]
+        original = data
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            data = data.decode("utf-16", errors="replace").encode("utf-8")
+        elif not data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+            continue
+        if any(m in data for m in _DTD_MARKS):
+            return [_problem(name, Code.XML_DTD, f"文件内部 {info.filename[:60]} 含有 DOCTYPE/实体声明(可被用于“实体膨胀”攻击),正常的 .xlsx 不含此内容,已拒收")]
+        if keep is not None:
+            keep[info.filename.lower()] = original
+        if not exact:
+            bound += data.count(b"<")
+            if bound <= threshold:
+                pending.append((info.filename, data))
+                continue
+            # from here on, count exactly: the parts before this one cannot have crossed a limit
+            exact = True
+            for part, earlier in pending:
+                found = over(part, earlier)
+                if found:  # pragma: no cover - each count is at most the bound
+                    return [found]
+            pending.clear()
+        found = over(info.filename, data)
+        if found:
+            return [found]
     return []
 
 
@@ -559,12 +592,15 @@ def open_package(data: bytes, name: str, limits: Limits = LIMITS) -> tuple[list[
         problems = _zip_directory(name, zf, len(data), limits)
         if not problems:
             problems = _macro_or_links(name, zf)
+        parts: dict[str, bytes] = {}
         if not problems:
-            problems = _stream_parts(name, zf, limits)
+            problems = _stream_parts(name, zf, limits, parts)
         if problems:
             return problems[: limits.max_problems], None
         try:
             problems, pkg = _structure(name, zf, limits)
+            if pkg is not None:
+                pkg.parts = parts
         except Rejected as exc:
             return [_rejected_problem(name, exc)], None
         except expat.ExpatError as exc:
@@ -596,13 +632,26 @@ class SheetRead:
     """The input sheet after its bounded pass: problems, the area's cells, their strings and formats."""
 
     problems: list[Problem]
-    cells: dict[tuple[int, int], X.XCell] = field(default_factory=dict)
+    scan: X.SheetScan | None = None
     strings: dict[int, str] = field(default_factory=dict)
-    formats: list[str] = field(default_factory=list)
+    formats: tuple[str, ...] = ()
 
     def value(self, address: str) -> tuple[object, str, str]:
         """(value, data type, number format) of a cell by address (openpyxl's conventions)."""
-        return X.value(self.cells.get(parse_ref(address)), self.strings, self.formats)
+        cell = self.scan.cell(parse_ref(address)) if self.scan is not None else None
+        return X.value(cell, self.strings, self.formats)
+
+    def tokens(self, positions: tuple) -> tuple | None:
+        """The plain pass's tokens at ``positions`` (None where a cell is absent); None when the
+        exact pass read the sheet. Equal tokens are equal cells."""
+        if self.scan is None or not self.scan.plain:
+            return None
+        return tuple(map(self.scan.raw.get, positions))
+
+    def text(self, address: str) -> str | None:
+        """A text cell's string (None for a number, formula or any other cell): what :meth:`value`
+        gives for it, cheaper."""
+        return self.scan.text(parse_ref(address), self.strings) if self.scan is not None else None
 
 
 def read_sheet(pkg: Package, sheet: str, lay: Layout) -> SheetRead:
@@ -612,7 +661,7 @@ def read_sheet(pkg: Package, sheet: str, lay: Layout) -> SheetRead:
         return SheetRead([])
     limits = pkg.limits
     scan = X.SheetScan(pkg.name, sheet, parse_range(lay.area), X.SheetLimits(limits.sheet_elements, limits.sheet_cells, limits.merges, limits.max_problems))
-    out = SheetRead(scan.problems, scan.cells)
+    out = SheetRead(scan.problems, scan)
     data = b""
     try:
         data = pkg.read(part)

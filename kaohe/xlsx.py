@@ -27,9 +27,11 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
+from operator import itemgetter
 from dataclasses import dataclass
 from typing import Callable
 from xml.etree.ElementTree import Element, ParseError, XMLParser
+from xml.parsers import expat
 
 
 from kaohe.errors import Code, Problem
@@ -208,6 +210,40 @@ class SheetScan:
         self.filled: set[tuple[int, int]] = set()  # non-empty cells inside the area
         self.shared: dict[tuple[int, int], int] = {}  # in-area cells holding a shared string
         self.merges: list[str] = []
+        #: the plain pass's cells inside the area, as its tokens (see :func:`plain_pass`)
+        self.raw: dict[tuple[int, int], tuple] = {}
+        self.plain = False  # whether the plain pass decided the sheet
+
+    def cell(self, pos: tuple[int, int]) -> "XCell | None":
+        """The cell at ``pos`` inside the area (None when the sheet has no element for it)."""
+        found = self.cells.get(pos)
+        if found is None:
+            tok = self.raw.get(pos)
+            if tok is not None:
+                found = _token_cell(tok)
+        return found
+
+    def text(self, pos: tuple[int, int], strings: dict[int, str]) -> str | None:
+        """The string a text cell (shared, inline or formula-free ``str``) stores; None for any other
+        cell. What :func:`value` gives for such a cell, without building it."""
+        tok = self.raw.get(pos)
+        if tok is not None:
+            kind = tok[6]
+            if kind == b"inlineStr":
+                return xml_text(tok[8])
+            if kind == b"s":
+                idx = tok[7].strip()
+                return strings.get(int(idx), "") if idx.isdigit() else None
+            return None
+        cell = self.cells.get(pos)
+        if cell is None or cell.formula is not None:
+            return None
+        if cell.kind == "inlineStr":
+            return cell.inline
+        if cell.kind == "s":
+            idx = cell.v.strip()
+            return strings.get(int(idx), "") if idx.isdigit() else None
+        return None
 
     def add(self, code: Code, message: str, cell: str = "") -> None:
         self.problems.append(Problem(code, self.file, message, "考核办下发的自评表,只在黄色单元格中填写", self.sheet, cell))
@@ -216,10 +252,16 @@ class SheetScan:
 
     # -------------------------------------------------------------- the pass
 
-    def run(self, data: bytes) -> None:
+    def run(self, data: bytes, *, plain: bool = True) -> None:
+        """One pass over the sheet's bytes: the plain pass when it can decide (``plain=False``:
+        never, the exact pass alone, as the tests compare them)."""
         try:
-            if element_bound(data) > self.limits.elements:
+            # every element starts with "<": the exact bound is only needed for a part that may be too big
+            if data.count(b"<") > self.limits.elements and element_bound(data) > self.limits.elements:
                 self.add(Code.SHEET_ANOMALY, f"工作表内容异常庞大(超过 {self.limits.elements} 个元素),不是正常的自评表")
+                return
+            if plain and self.area is not None and self.corner is None and plain_pass(self, data):
+                self.plain = True
                 return
             root = parse(data)
             for part in root:
@@ -388,7 +430,9 @@ class SheetScan:
         try:
             if self.shared and strings is not None:
                 found = strings(set(self.shared.values()))
-                for pos, idx in sorted(self.shared.items()):
+                # each distinct string is checked once; its cells only when it fails
+                bad = {idx for idx, text in found.items() if _ESCAPED_CONTROL.search(text)}
+                for pos, idx in sorted(self.shared.items()) if bad else ():
                     self.check_text(pos, found.get(idx, ""))
             self._merges()
         except _Stop:
@@ -396,28 +440,307 @@ class SheetScan:
         return found
 
     def _merges(self) -> None:
-        r1, c1, r2, c2 = self.area
-        covered: dict[tuple[int, int], str] = {}
-        budget = (r2 - r1 + 1) * (c2 - c1 + 1)
-        for ref in self.merges:
-            rng = parse_range(ref)
-            if rng is None:
+        events, structural, hidden = _merge_plan(tuple(self.merges), self.area)
+        if not structural and hidden.isdisjoint(self.filled):
+            return  # the usual case: the template's own merges, nothing typed under them
+        for kind, ref, pos in events:
+            if kind == "invalid":
                 self.add(Code.SHEET_ANOMALY, f"工作表中有无效的合并单元格区域“{ref[:30]}”,文件结构已损坏")
-                continue
-            top = (rng[0], rng[1])
-            for r in range(max(rng[0], r1), min(rng[2], r2) + 1):
-                for c in range(max(rng[1], c1), min(rng[3], c2) + 1):
-                    budget -= 1
-                    if budget < 0 or (r, c) in covered:
-                        self.add(Code.SHEET_ANOMALY, f"工作表中的合并单元格区域相互重叠({ref[:30]}),文件结构已损坏")
-                        return
-                    covered[(r, c)] = ref
-                    if (r, c) != top and (r, c) in self.filled:
-                        self.add(
-                            Code.VALUE_UNDER_MERGE,
-                            f"单元格 {addr(r, c)} 位于合并单元格 {ref} 之内却有内容(被合并区域遮住,屏幕上看不到),请取消合并后删除该内容",
-                            addr(r, c),
-                        )
+            elif kind == "overlap":
+                self.add(Code.SHEET_ANOMALY, f"工作表中的合并单元格区域相互重叠({ref[:30]}),文件结构已损坏")
+                return
+            elif pos in self.filled:
+                self.add(
+                    Code.VALUE_UNDER_MERGE,
+                    f"单元格 {addr(*pos)} 位于合并单元格 {ref} 之内却有内容(被合并区域遮住,屏幕上看不到),请取消合并后删除该内容",
+                    addr(*pos),
+                )
+
+
+@lru_cache(maxsize=64)
+def _merge_plan(merges: tuple[str, ...], area: tuple[int, int, int, int]) -> tuple[tuple, bool, frozenset]:
+    """What the merged ranges mean for the area, in the order they are checked: ("invalid", ref, None)
+    for a range that does not parse, ("overlap", ref, None) where ranges overlap (the check stops
+    there), ("hidden", ref, pos) for each cell a range covers other than its top-left one.
+
+    A sheet's merges are its template's, the same for every file of a layout: computed once.
+    """
+    r1, c1, r2, c2 = area
+    covered: set[tuple[int, int]] = set()
+    budget = (r2 - r1 + 1) * (c2 - c1 + 1)
+    events: list[tuple[str, str, tuple[int, int] | None]] = []
+    structural = False
+    for ref in merges:
+        rng = parse_range(ref)
+        if rng is None:
+            events.append(("invalid", ref, None))
+            structural = True
+            continue
+        top = (rng[0], rng[1])
+        for r in range(max(rng[0], r1), min(rng[2], r2) + 1):
+            for c in range(max(rng[1], c1), min(rng[3], c2) + 1):
+                budget -= 1
+                if budget < 0 or (r, c) in covered:
+                    events.append(("overlap", ref, None))
+                    return tuple(events), True, frozenset(p for k, _, p in events if k == "hidden")
+                covered.add((r, c))
+                if (r, c) != top:
+                    events.append(("hidden", ref, (r, c)))
+    return tuple(events), structural, frozenset(p for k, _, p in events if k == "hidden")
+
+
+# ------------------------------------------------------------------ the plain pass
+#
+# Excel, WPS, LibreOffice and openpyxl all write a sheet the same plain way: one
+# line, no comments or CDATA, rows as <row r="N" ...>, cells as <c r="A1" s="3"
+# t="s"> holding one <v> or one inline <is><t>. For such a sheet the structure
+# checks and the cells come from the bytes with one regular expression, about
+# six times faster than building its element tree (issue 8), once expat has
+# proved the whole part well-formed. Whatever is not plain, or any check that
+# fails, sends the sheet to the exact pass above, which then decides and words
+# every problem: the plain pass never accepts a sheet the exact pass would refuse,
+# and what it keeps is what the exact pass keeps (tests/test_plain_pass.py runs
+# both on every test workbook and on mutated sheets).
+
+_TOKENS = re.compile(
+    rb'(<row r="([0-9]{1,7})"([^<>]*?)(/?)>'  # 1 whole, 2 row number, 3 other attributes, 4 "/" if empty
+    rb'|</row>'
+    rb'|<c r="([A-Z]{1,3}[0-9]{1,7})"(?: s="([0-9]{1,9})")?(?: t="([a-zA-Z]{1,9})")?'  # 5 ref, 6 style, 7 type
+    rb'(?:[ \t\n]*/>|>(?:<v>([^<]*)</v>|<is><t(?: xml:space="preserve")?>([^<]*)</t></is>)?</c>))'  # 8 <v>, 9 inline text
+)
+_PROLOG = re.compile(rb'(?:\xef\xbb\xbf)?(?:<\?xml(?P<decl>[^<>]*)\?>)?[ \t\r\n]*<worksheet(?P<attrs>(?:[ \t\r\n]+[^\s=<>]+[ \t\r\n]*=[ \t\r\n]*(?:"[^"<]*"|\'[^\'<]*\'))*)[ \t\r\n]*>')
+_ATTR = re.compile(rb'([^\s=<>]+)[ \t\r\n]*=[ \t\r\n]*(?:"([^"<]*)"|\'([^\'<]*)\')')
+#: one tag (quoted attribute values may hold ">") or a run of text: what a segment outside sheetData is made of
+_TAG_OR_TEXT = re.compile(rb'<(/?)[A-Za-z_][^\s/<>]*(?:[ \t\r\n]+[^\s=<>]+[ \t\r\n]*=[ \t\r\n]*(?:"[^"<]*"|\'[^\'<]*\'))*[ \t\r\n]*(/?)>|[^<]+')
+_MERGE = re.compile(rb'<mergeCell ref="([^"<&]*)"[ \t\n]*/>')
+_NUMBER_B = re.compile(rb"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+_ENTITY = re.compile(r"&(#[0-9]+|#x[0-9a-fA-F]+|amp|lt|gt|quot|apos);")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+#: first bytes of a UTF-8 text that may be whitespace to str.strip() (U+0085, U+00A0, U+1680,
+#: U+2000-U+200A, U+2028/9, U+202F, U+205F, U+3000) or a character reference
+_MAYBE_SPACE = frozenset(bytes([b]) for b in (0xC2, 0xE1, 0xE2, 0xE3, ord("&")))
+_ROW_ATTRS: dict[bytes, bool] = {}
+_POS: dict[bytes, tuple[int, int] | None] = {}
+
+
+def _entity(m: re.Match) -> str:
+    name = m.group(1)
+    if name[0] == "#":
+        return chr(int(name[2:], 16) if name[1] == "x" else int(name[1:]))
+    return _NAMED[name]
+
+
+def xml_text(raw: bytes | None) -> str:
+    """The text of a plain element's bytes, as an XML parser gives it (the part is well-formed UTF-8)."""
+    if not raw:
+        return ""
+    text = raw.decode("utf-8")
+    return _ENTITY.sub(_entity, text) if "&" in text else text
+
+
+def _token_cell(tok: tuple) -> XCell:
+    _, _, _, _, _ref, s, t, v, inline = tok
+    return XCell(t.decode("ascii") if t else "n", xml_text(v), xml_text(inline), None, int(s) if s else 0)
+
+
+def _depth_change(segment: bytes) -> int | None:
+    """Start tags minus end tags in a segment of a well-formed part; None unless it is tags and text only."""
+    depth = pos = 0
+    for m in _TAG_OR_TEXT.finditer(segment):
+        if m.start() != pos:
+            return None
+        pos = m.end()
+        if m.group(0)[:1] == b"<" and not m.group(2):
+            depth += -1 if m.group(1) else 1
+    return depth if pos == len(segment) else None
+
+
+def _well_formed(data: bytes) -> bool:
+    """Whether expat (with namespaces, as ElementTree's parser) takes the whole part."""
+    parser = expat.ParserCreate(namespace_separator="}")
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError:
+        return False
+    return True
+
+
+def _row_attrs_plain(attrs: bytes) -> bool:
+    """A row's other attributes (height, spans, ...) can change nothing a reader sees: no namespace
+    declaration (a default namespace on a row would move its cells' children out of the sheet's)."""
+    ok = _ROW_ATTRS.get(attrs)
+    if ok is None:
+        ok = b"xmlns" not in attrs and (not attrs or attrs[:1] in b" \t\n")
+        if len(_ROW_ATTRS) < 4096:
+            _ROW_ATTRS[attrs] = ok
+    return ok
+
+
+def _blank(raw: bytes) -> bool:
+    """Whether an element's text is whitespace only, as ``str.strip`` judges the parsed text; from the
+    bytes unless they start with what may be a Unicode space or a character reference."""
+    lead = raw.lstrip()[:1]
+    return not lead or (lead in _MAYBE_SPACE and not xml_text(raw).strip())
+
+
+def _pos(ref: bytes) -> tuple[int, int] | None:
+    found = _POS.get(ref)
+    if found is None:
+        found = parse_ref(ref.decode("ascii"))
+        if found is not None and not (1 <= found[0] <= MAX_ROW and 1 <= found[1] <= MAX_COL):
+            found = None
+        if len(_POS) < 1 << 16:
+            _POS[ref] = found
+    return found
+
+
+_CLOSE_ROW = (0, -1)
+#: per area, what each token of a plain sheet means (:func:`_judge`): a template's cells recur in
+#: every file of its layout, so most tokens are judged once per run
+_MEMOS: dict[tuple[int, int, int, int], dict[tuple, tuple | bool]] = {}
+_MEMO_SIZE = 200_000
+
+
+def _judge(tok: tuple, area: tuple[int, int, int, int]) -> tuple | bool:
+    """What one token means, or False when the exact pass must decide the sheet.
+
+    A row: (number, 0, empty). ``</row>``: (0, -1). A cell: (row, column, inside the
+    area, position, filled, shared-string index or None), after the checks the exact
+    pass makes on a filled cell (a value outside the area, a number that is not one or
+    not finite, an invalid shared-string index or logical value, an unknown type, an
+    escaped control character): any of them is False here.
+    """
+    whole, n, attrs, empty, ref, _s, kind, v, inline = tok
+    if whole == b"</row>":
+        return _CLOSE_ROW
+    if not ref:
+        if not _row_attrs_plain(attrs):
+            return False
+        number = int(n)
+        return (number, 0, bool(empty)) if 1 <= number <= MAX_ROW else False
+    pos = _pos(ref)
+    if pos is None:
+        return False
+    r1, c1, r2, c2 = area
+    inside = r1 <= pos[0] <= r2 and c1 <= pos[1] <= c2
+    if (not v or _blank(v)) and (not inline or _blank(inline)):
+        return (pos[0], pos[1], inside, pos, False, None)  # empty (whitespace is not a value)
+    if not inside:
+        return False  # a value outside the area: the exact pass words the problem
+    idx = None
+    kind = kind or b"n"
+    if kind == b"n":
+        if not _NUMBER_B.match(v) or not math.isfinite(float(v)):
+            return False
+    elif kind == b"s":
+        if not v.strip().isdigit():
+            return False
+        idx = int(v.strip())
+    elif kind == b"inlineStr":
+        if (b"_x" in inline or b"&" in inline) and _ESCAPED_CONTROL.search(xml_text(inline)):
+            return False
+    elif kind == b"str":
+        if (b"_x" in v or b"&" in v) and _ESCAPED_CONTROL.search(xml_text(v)):
+            return False
+    elif kind == b"b":
+        if v.strip() not in (b"0", b"1"):
+            return False
+    elif kind not in (b"e", b"d"):
+        return False
+    return (pos[0], pos[1], True, pos, True, idx)
+
+
+def plain_pass(scan: SheetScan, data: bytes) -> bool:
+    """The input sheet's checks and cells from its bytes, when it is plain and passes every check.
+
+    True: ``scan`` holds the sheet (its cells as tokens in ``scan.raw``), exactly as the
+    exact pass would leave it, and no problem. False: nothing was changed; run the exact pass.
+    """
+    if b"<!" in data or b"\r" in data or data.find(b"<?", 6) >= 0:
+        return False  # comments, CDATA, DOCTYPE, processing instructions, CR normalisation: not plain
+    m = _PROLOG.match(data)
+    if m is None:
+        return False
+    decl = m.group("decl") or b""
+    enc = re.search(rb'encoding[ \t\n]*=[ \t\n]*["\']([^"\']*)["\']', decl)
+    if enc is not None and enc.group(1).lower() not in (b"utf-8", b"utf8"):
+        return False
+    for name, dq, sq in _ATTR.findall(m.group("attrs")):
+        if name == b"xmlns" and (dq or sq) != NS_MAIN[1:-1].encode():
+            return False  # elements in another default namespace: the exact pass decides
+    # exactly one sheetData, a child of the root
+    if data.count(b"sheetData") != 2:
+        return False
+    start, end = data.find(b"<sheetData>"), data.find(b"</sheetData>")
+    if start < 0 or end < start or _depth_change(data[m.end():start]) != 0:
+        return False
+    body = data[start + 11 : end]
+    # merged ranges: at most one mergeCells, a child of the root after sheetData, holding only mergeCell
+    merges: list[bytes] = []
+    n_merge = data.count(b"mergeCell")
+    if n_merge:
+        open_at = data.find(b"<mergeCells", end)
+        close_at = data.find(b"</mergeCells>", end)
+        if open_at < 0 or close_at < open_at or _depth_change(data[end + 12 : open_at]) != 0:
+            return False
+        inner_at = data.find(b">", open_at) + 1
+        head = data[open_at:inner_at]
+        if head != b"<mergeCells>" and re.fullmatch(rb'<mergeCells count="[0-9]{1,9}">', head) is None:
+            return False
+        inner, covered = data[inner_at:close_at], 0
+        for mm in _MERGE.finditer(inner):
+            merges.append(mm.group(1))
+            covered += mm.end() - mm.start()
+        if covered != len(inner) or n_merge != len(merges) + 2 or len(merges) > scan.limits.merges:
+            return False
+    if not _well_formed(data):
+        return False
+    tokens = _TOKENS.findall(body)
+    if sum(map(len, map(itemgetter(0), tokens))) != len(body):
+        return False  # something in sheetData is not a plain row or cell
+    memo = _MEMOS.get(scan.area)
+    if memo is None or len(memo) > _MEMO_SIZE:
+        memo = _MEMOS[scan.area] = {}
+    get = memo.get
+    area = scan.area
+    raw: dict[tuple[int, int], tuple] = {}
+    filled: set[tuple[int, int]] = set()
+    shared: dict[tuple[int, int], int] = {}
+    row, in_row, last_col, n_cells = 0, False, 0, 0
+    for tok in tokens:
+        j = get(tok)
+        if j is None:
+            j = memo[tok] = _judge(tok, area)
+        if not j:
+            return False
+        r, c = j[0], j[1]
+        if c > 0:  # a cell: in its row, after the one before
+            if r != row or c <= last_col or not in_row:
+                return False
+            last_col = c
+            n_cells += 1
+            if j[2]:
+                raw[j[3]] = tok
+                if j[4]:
+                    filled.add(j[3])
+                    if j[5] is not None:
+                        shared[j[3]] = j[5]
+        elif c == 0:  # a row opens (or is empty)
+            if in_row or r <= row:
+                return False
+            row, last_col, in_row = r, 0, not j[2]
+        else:  # </row>
+            if not in_row:
+                return False
+            in_row = False
+    if in_row or n_cells > scan.limits.cells:
+        return False
+    texts = [x.decode("utf-8") for x in merges]
+    _events, structural, hidden = _merge_plan(tuple(texts), scan.area)
+    if structural or not hidden.isdisjoint(filled):
+        return False
+    scan.raw, scan.filled, scan.shared, scan.merges = raw, filled, shared, texts
+    return True
 
 
 # ------------------------------------------------------------------ strings and styles
@@ -451,13 +774,29 @@ def _builtin_formats() -> dict[int, str]:
 _BUILTIN: dict[int, str] | None = None
 
 
-def number_formats(data: bytes | None) -> list[str]:
-    """The number format of each cell style (cellXfs order), from styles.xml; [] when there is none."""
+_FORMATS: dict[bytes, tuple[str, ...]] = {}
+
+
+def number_formats(data: bytes | None) -> tuple[str, ...]:
+    """The number format of each cell style (cellXfs order), from styles.xml; () when there is none.
+
+    The files of one run come from a few templates and office suites: a styles part seen
+    before (the same bytes) is not parsed again.
+    """
+    if not data:
+        return ()
+    found = _FORMATS.get(data)
+    if found is None:
+        if len(_FORMATS) >= 64:
+            _FORMATS.clear()
+        found = _FORMATS[data] = tuple(_number_formats(data))
+    return found
+
+
+def _number_formats(data: bytes) -> list[str]:
     global _BUILTIN
     if _BUILTIN is None:
         _BUILTIN = _builtin_formats()
-    if not data:
-        return []
     root = parse(data)
     custom: dict[int, str] = {}
     xfs: list[int] = []
@@ -485,7 +824,7 @@ def is_date_format(fmt: str) -> bool:
     return bool(_is_date(fmt))
 
 
-def value(cell: XCell | None, strings: dict[int, str], formats: list[str]) -> tuple[object, str, str]:
+def value(cell: XCell | None, strings: dict[int, str], formats: tuple[str, ...]) -> tuple[object, str, str]:
     """(value, data type, number format) as openpyxl gives them with ``data_only=False``."""
     if cell is None:
         return None, "n", "General"
