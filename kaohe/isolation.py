@@ -24,11 +24,13 @@ the children finish in.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing as mp
 import os
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -103,6 +105,9 @@ def _peak_rss_kb() -> int:
 
 def _child(conn, catalog: Catalog, registry: Registry, reader: Reader, memory_limit: int | None, cpu_seconds: float | None) -> None:
     _limit_self(memory_limit)
+    # what the child holds for its life (catalog, registry, modules) is never garbage: the
+    # collector no longer walks it after every few thousand allocations of a file's read
+    gc.freeze()
     while True:
         try:
             task = conn.recv()
@@ -147,6 +152,11 @@ def _context():
     return _CONTEXT
 
 
+#: files handed to a child ahead of the one it reads: it starts the next as soon as it has sent a
+#: result, instead of waiting for this process to wake up and answer
+DEPTH = 2
+
+
 class _Worker:
     def __init__(self, ctx, args: tuple):
         self.conn, child_conn = ctx.Pipe(duplex=True)
@@ -154,20 +164,33 @@ class _Worker:
         self.proc.start()
         child_conn.close()
         self.pid = self.proc.pid or 0
-        self.task: tuple[int, Path] | None = None
-        self.sent = 0.0  # when the task was handed over
-        self.started: float | None = None  # when the child said it began (None: not yet)
+        self.queue: deque[tuple[int, Path]] = deque()  # handed over, in the order the child reads them
+        self.since = time.monotonic()  # when the head of the queue became the child's next file
+        self.started: float | None = None  # when the child said it began the head (None: not yet)
+        self.given = 0
         self.done = 0
+
+    @property
+    def task(self) -> tuple[int, Path]:
+        return self.queue[0]
 
     def give(self, index: int, path: Path) -> None:
         self.conn.send(str(path))
-        self.task = (index, path)
-        self.sent = time.monotonic()
-        self.started = None
+        if not self.queue:
+            self.since, self.started = time.monotonic(), None
+        self.queue.append((index, path))
+        self.given += 1
+
+    def next_file(self) -> None:
+        """The head is finished: the next one in the queue is now the child's."""
+        self.queue.popleft()
+        self.since, self.started = time.monotonic(), None
 
     def deadline(self, time_limit: float | None) -> float | None:
+        if not self.queue:
+            return None
         if self.started is None:
-            return self.sent + STARTUP_LIMIT
+            return self.since + STARTUP_LIMIT
         return self.started + time_limit if time_limit else None
 
     def stop(self, *, kill: bool = False) -> int | None:
@@ -253,9 +276,8 @@ def read_isolated(
     ctx = _context()
     args = (catalog, registry, reader, memory_limit, time_limit + 5 if time_limit else None)
     results: list[ReadResult | None] = [None] * len(paths)
-    pending = list(reversed(list(enumerate(paths))))
-    idle: list[_Worker] = []
-    busy: list[_Worker] = []
+    pending = list(reversed(list(enumerate(paths))))  # a stack: the next file is at the end
+    workers: list[_Worker] = []
 
     def record(w: _Worker, outcome: str, seconds: float, rss: int, cpu: float = 0.0) -> None:
         if stats is not None:
@@ -265,66 +287,84 @@ def read_isolated(
         i, path = w.task
         results[i] = failed_read(path, registry, code, _message(code, detail, memory_limit, time_limit))
 
+    def retire(w: _Worker, *, failed: bool, kill: bool) -> None:
+        """Stop a child; the files still queued for it (behind the one that failed) go back to
+        be read by another."""
+        workers.remove(w)
+        if failed:
+            w.queue.popleft()
+        pending.extend(reversed(w.queue))
+        w.queue.clear()
+        w.stop(kill=kill)
+
+    # the results pile up in this process while the children read: they hold no reference
+    # cycles, so the cyclic collector (which would walk all of them again and again) waits
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        while pending or busy:
-            while pending and len(busy) < n:
-                i, path = pending.pop()
-                w = idle.pop() if idle else _Worker(ctx, args)
-                try:
-                    w.give(i, path)
-                except OSError:  # the idle child died: start another
-                    w.stop(kill=True)
-                    w = _Worker(ctx, args)
-                    w.give(i, path)
-                busy.append(w)
+        while pending or any(w.queue for w in workers):
+            while pending and len(workers) < n:
+                workers.append(_Worker(ctx, args))
+            for w in list(workers):
+                while pending and len(w.queue) < DEPTH and w.given < max_tasks_per_child:
+                    i, path = pending.pop()
+                    try:
+                        w.give(i, path)
+                    except OSError:  # the child is gone: put the file back (an idle one is replaced)
+                        pending.append((i, path))
+                        if not w.queue:
+                            retire(w, failed=False, kill=True)
+                        break
+            busy = [w for w in workers if w.queue]
+            if not busy:
+                continue
             deadlines = [d for d in (w.deadline(time_limit) for w in busy) if d is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout))
             now = time.monotonic()
-            for w in list(busy):
+            for w in busy:
                 if w.conn in ready or w.proc.sentinel in ready:
                     try:
                         msg = w.conn.recv()
                     except (EOFError, OSError):
-                        busy.remove(w)
-                        code = w.stop(kill=True)
+                        code = w.proc.exitcode
+                        w.proc.join(5)
+                        code = w.proc.exitcode if code is None else code
                         xcpu = getattr(signal, "SIGXCPU", None)
                         kind = Code.READ_TIMEOUT if xcpu is not None and code == -xcpu else Code.READ_CRASHED
-                        record(w, "timeout" if kind == Code.READ_TIMEOUT else "crash", now - (w.started or w.sent), 0)
+                        record(w, "timeout" if kind == Code.READ_TIMEOUT else "crash", now - (w.started or w.since), 0)
                         fail(w, kind, f"进程被终止:{_signal_name(code)}")
+                        retire(w, failed=True, kill=True)
                         continue
                     if msg[0] == "started":
                         w.started = now
                         continue
-                    busy.remove(w)
                     _, outcome, payload, seconds, rss, cpu = msg
                     record(w, outcome, seconds, rss, cpu)
                     if outcome == "ok":
                         results[w.task[0]] = payload
                         w.done += 1
-                        w.task = None
+                        w.next_file()
                         if w.done >= max_tasks_per_child:
-                            w.stop()
-                        else:
-                            idle.append(w)
-                    else:
+                            retire(w, failed=False, kill=False)
+                    else:  # the child exits after a failure: never reused
                         fail(w, Code.READ_MEMORY if outcome == "memory" else Code.READ_CRASHED, str(payload or ""))
-                        w.stop()
+                        retire(w, failed=True, kill=False)
                     continue
                 limit = w.deadline(time_limit)
                 if limit is not None and now >= limit:
-                    busy.remove(w)
                     if w.started is None:
-                        record(w, "crash", now - w.sent, 0)
-                        w.stop(kill=True)
+                        record(w, "crash", now - w.since, 0)
                         fail(w, Code.READ_CRASHED, f"读取进程在 {STARTUP_LIMIT:g} 秒内未能启动")
                     else:
                         record(w, "timeout", now - w.started, 0)
-                        w.stop(kill=True)
                         fail(w, Code.READ_TIMEOUT)
+                    retire(w, failed=True, kill=True)
     finally:
-        for w in busy + idle:
-            w.stop(kill=w in busy)
+        if collecting:
+            gc.enable()
+        for w in workers:
+            w.stop(kill=bool(w.queue))
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
 

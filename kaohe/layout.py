@@ -9,7 +9,7 @@ layout: it recomputes it from the catalog and the registry.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from decimal import Decimal
 
@@ -114,19 +114,53 @@ class ItemBlock:
     def item_id(self) -> str:
         return self.item.id
 
-    def inputs(self) -> list[tuple[str, FieldSpec, str]]:
-        """(key, spec, address) of every input cell of the item."""
+    @cached_property
+    def _inputs(self) -> tuple[tuple[str, FieldSpec, str], ...]:
         out = [(fc.key, fc.spec, fc.address) for fc in self.fields]
         for key, addr in ((NA_KEY, self.na_flag), (REASON_KEY, self.na_reason), (EVIDENCE_KEY, self.evidence)):
             if addr:
                 out.append((key, PSEUDO_SPECS[key], addr))
-        return out
+        return tuple(out)
+
+    def inputs(self) -> tuple[tuple[str, FieldSpec, str], ...]:
+        """(key, spec, address) of every input cell of the item (computed once: a layout is frozen)."""
+        return self._inputs
 
 
 @dataclass(frozen=True)
 class SectionRow:
     row: int
     text: str
+
+
+@dataclass(frozen=True, eq=False)
+class Body:
+    """The items part of a template (section rows and item blocks), the same for every unit the
+    same items apply to: built once per group, and what is derived from it with it."""
+
+    blocks: tuple[ItemBlock, ...]
+    sections: tuple[SectionRow, ...]
+    last_row: int
+
+    @cached_property
+    def fixed(self) -> tuple[tuple[str, str], ...]:
+        """The fixed cells of the items part (section rows, item texts)."""
+        out: list[tuple[str, str]] = [(f"A{s.row}", s.text) for s in self.sections]
+        for b in self.blocks:
+            out.extend(b.fixed)
+        return tuple(out)
+
+    @cached_property
+    def fixed_texts(self) -> tuple[tuple[str, str, str], ...]:
+        return fixed_texts(self.fixed)
+
+    @cached_property
+    def digest_bytes(self) -> bytes:
+        return _digest_bytes(self.fixed)
+
+
+def _digest_bytes(cells: tuple[tuple[str, str], ...]) -> bytes:
+    return "".join(f"{addr}\x1f{text}\x1e" for addr, text in cells).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -138,19 +172,21 @@ class Layout:
     blocks: tuple[ItemBlock, ...]
     sections: tuple[SectionRow, ...]
     last_row: int
+    body: Body = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
 
     @cached_property
     def fixed_cells(self) -> tuple[tuple[str, str], ...]:
+        return self.head_fixed + self.body.fixed
+
+    @cached_property
+    def head_fixed(self) -> tuple[tuple[str, str], ...]:
+        """The fixed cells above the items: headers, the unit's identity and the labels."""
         out: list[tuple[str, str]] = [(HEADERS_ADDR[c], t) for c, t in HEADERS.items()]
         for key, (label_addr, label, value_addr) in ID_CELLS.items():
             out.append((label_addr, label))
             out.append((value_addr, self.identity_value(key)))
         for label_addr, label, _ in INPUT_IDENTITY.values():
             out.append((label_addr, label))
-        for s in self.sections:
-            out.append((f"A{s.row}", s.text))
-        for b in self.blocks:
-            out.extend(b.fixed)
         return tuple(out)
 
     def identity_value(self, key: str) -> str:
@@ -162,17 +198,9 @@ class Layout:
         }[key]
 
     @cached_property
-    def fixed_texts(self) -> tuple[tuple[str, str, str], ...]:
-        """(address, text, text as a reader compares it) of every fixed cell: checked in every file."""
-        return tuple((a, t, normalize_text(t)) for a, t in self.fixed_cells)
-
-    @cached_property
     def digest(self) -> str:
         """sha256 over every fixed cell's address and text: the template's content."""
-        h = hashlib.sha256()
-        for addr, text in self.fixed_cells:
-            h.update(f"{addr}\x1f{text}\x1e".encode("utf-8"))
-        return h.hexdigest()
+        return hashlib.sha256(_digest_bytes(self.head_fixed) + self.body.digest_bytes).hexdigest()
 
     def fingerprint(self) -> dict[str, str]:
         return {
@@ -192,6 +220,11 @@ class Layout:
 
 
 HEADERS_ADDR = {c: f"{c}{HEADER_ROW}" for c in HEADERS}
+
+
+def fixed_texts(cells: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, str], ...]:
+    """(address, text, text as a reader compares it) of fixed cells."""
+    return tuple((a, t, normalize_text(t)) for a, t in cells)
 META_KEYS = (
     "mark",
     "year",
@@ -234,6 +267,11 @@ def _numeral(n: int) -> str:
 _LAYOUTS: dict[tuple[str, Unit], Layout] = {}
 
 
+#: the item blocks and section rows, by catalog and the items that apply: units of one group
+#: (and tags) share them, so what is derived from a block (its inputs) is computed once per group
+_BODIES: dict[tuple, Body] = {}
+
+
 def layout(catalog: Catalog, unit: Unit) -> Layout:
     """The unit's template layout (memoised by catalog content and unit: a layout is frozen)."""
     key = (catalog.content_hash, unit)
@@ -246,11 +284,30 @@ def layout(catalog: Catalog, unit: Unit) -> Layout:
 
 
 def _layout(catalog: Catalog, unit: Unit) -> Layout:
+    key = (catalog.content_hash, unit.group, tuple(sorted(unit.tags)))
+    body = _BODIES.get(key)
+    if body is None:
+        if len(_BODIES) >= 256:
+            _BODIES.clear()
+        body = _BODIES[key] = _body(catalog, _ordered_items(catalog, unit))
+    return Layout(
+        year=catalog.year,
+        unit=unit,
+        catalog_hash=catalog.content_hash,
+        template_version=catalog.template_version,
+        blocks=body.blocks,
+        sections=body.sections,
+        last_row=body.last_row,
+        body=body,
+    )
+
+
+def _body(catalog: Catalog, ordered: list[tuple[str, list[Item]]]) -> Body:
     row = FIRST_ROW
     blocks: list[ItemBlock] = []
     sections: list[SectionRow] = []
     dim_names = catalog.dimension_names
-    for title, items in _ordered_items(catalog, unit):
+    for title, items in ordered:
         sections.append(SectionRow(row, title))
         row += 1
         for item in items:
@@ -282,15 +339,7 @@ def _layout(catalog: Catalog, unit: Unit) -> Layout:
                 )
             )
             row = last + 1
-    return Layout(
-        year=catalog.year,
-        unit=unit,
-        catalog_hash=catalog.content_hash,
-        template_version=catalog.template_version,
-        blocks=tuple(blocks),
-        sections=tuple(sections),
-        last_row=row - 1,
-    )
+    return Body(tuple(blocks), tuple(sections), row - 1)
 
 
 def points_text(item: Item) -> str:

@@ -203,6 +203,26 @@ PARSERS = {
 
 
 def parse_cell(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:
+    """What a cell's stored value means for its field. A pure function of the value (with its
+    type), data type, number format and field: the same ones (是/否, a grade, a count) recur in
+    thousands of files, so each is parsed once per process."""
+    v = cell.value
+    key = (v, type(v), cell.data_type, cell.number_format, spec)
+    try:
+        found = _PARSED.get(key)
+    except TypeError:  # an unhashable value (none of openpyxl's or kaohe's readers gives one)
+        return _parse_cell(cell, spec)
+    if found is None:
+        if len(_PARSED) >= 100_000:
+            _PARSED.clear()
+        found = _PARSED[key] = _parse_cell(cell, spec)
+    return found
+
+
+_PARSED: dict[tuple, "Parsed | Rejected"] = {}
+
+
+def _parse_cell(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:
     early = _precheck(cell)
     if early is not None:
         return early

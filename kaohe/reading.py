@@ -184,25 +184,27 @@ def _read_fingerprint(pkg: preflight.Package, res: ReadResult, catalog: Catalog,
     return lay
 
 
-#: per layout (by digest): the fixed cells' positions, and their tokens in a plain sheet that passed
-#: the cell-by-cell check with no shared string among them (what the same writer writes again)
-_FIXED: dict[str, tuple[tuple, tuple | None]] = {}
+#: per template body (the items part, shared by one group's units): the positions of its fixed
+#: cells, and their tokens in a plain sheet that passed the cell-by-cell check with no shared
+#: string among them (what the same writer writes again for every unit of the group)
+_FIXED: dict[L.Body, tuple[tuple, tuple | None]] = {}
 
 
 def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> None:
     """Fixed-cell integrity, identity and the input cells, by the template's addresses."""
-    known = _FIXED.get(lay.digest)
+    _check_fixed(sheet, res, L.fixed_texts(lay.head_fixed))
+    known = _FIXED.get(lay.body)
     if known is None:
-        if len(_FIXED) >= 4096:
+        if len(_FIXED) >= 1024:
             _FIXED.clear()
-        known = _FIXED[lay.digest] = (tuple(preflight.parse_ref(a) for a, _ in lay.fixed_cells), None)
+        known = _FIXED[lay.body] = (tuple(preflight.parse_ref(a) for a, _ in lay.body.fixed), None)
     positions, intact = known
     tokens = sheet.tokens(positions)
     if tokens is None or tokens != intact:
         before = len(res.problems)
-        _check_fixed(sheet, res, lay)
+        _check_fixed(sheet, res, lay.body.fixed_texts)
         if tokens is not None and len(res.problems) == before and not any(t is not None and t[6] == b"s" for t in tokens):
-            _FIXED[lay.digest] = (positions, tokens)  # the same bytes hold the same texts
+            _FIXED[lay.body] = (positions, tokens)  # the same bytes hold the same texts
     res.unit_id = lay.unit.unit_id
     res.identity = {key: _cell_text(sheet.value(address)[0]) for key, (_, _, address) in L.INPUT_IDENTITY.items()}
     for block in lay.blocks:
@@ -211,9 +213,9 @@ def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> No
             res.cells[address] = RawCell(address, value, data_type, number_format)
 
 
-def _check_fixed(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> None:
+def _check_fixed(sheet: preflight.SheetRead, res: ReadResult, texts: tuple[tuple[str, str, str], ...]) -> None:
     """Every fixed cell holds the template's text."""
-    for address, expected, normalized in lay.fixed_texts:
+    for address, expected, normalized in texts:
         if sheet.text(address) == expected:
             continue  # the template's own text, as issued (the usual case, without building the value)
         actual = _cell_text(sheet.value(address)[0])
