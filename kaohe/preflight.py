@@ -280,13 +280,15 @@ class Package:
         if scan.problems:
             p = scan.problems[0]
             raise Rejected(p.code, p.message, sheet, p.cell)
-        shared = self.strings({int(c.v.strip()) for c in scan.cells.values() if c.kind == "s" and c.v.strip().isdigit()})
+        indices = {X.shared_index(c.v) for c in scan.cells.values() if c.kind == "s"}
+        shared = self.strings(indices - {None})
         out = {}
         for key, c in scan.cells.items():
             if c.formula is not None:
                 out[key] = "=" + c.formula
             elif c.kind == "s":
-                out[key] = shared.get(int(c.v.strip()), "") if c.v.strip().isdigit() else ""
+                idx = X.shared_index(c.v)
+                out[key] = shared.get(idx, "") if idx is not None else ""
             elif c.kind == "inlineStr":
                 out[key] = c.inline
             elif c.kind == "b":

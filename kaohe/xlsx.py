@@ -52,6 +52,20 @@ NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _V, _F, _IS, _T, _C, _ROW = (NS_MAIN + t for t in ("v", "f", "is", "t", "c", "row"))
 
 
+#: digits of a shared-string index at most (the workbook holds at most 100,000 strings)
+_INDEX_DIGITS = 18
+#: characters of a number's text at most: Excel writes at most 17 significant digits and an
+#: exponent; far longer digit strings are not a number any office suite wrote (and int() refuses
+#: more than 4,300 digits)
+_NUMBER_CHARS = 64
+
+
+def shared_index(v: str) -> int | None:
+    """The shared-string index a cell's text gives (ASCII digits, surrounding spaces allowed), else None."""
+    idx = v.strip()
+    return int(idx) if idx.isascii() and idx.isdigit() and len(idx) <= _INDEX_DIGITS else None
+
+
 class XmlRefused(Exception):
     """The part declares a DOCTYPE/entity (code P118) or is not well-formed (P119)."""
 
@@ -232,8 +246,8 @@ class SheetScan:
             if kind == b"inlineStr":
                 return xml_text(tok[8])
             if kind == b"s":
-                idx = tok[7].strip()
-                return strings.get(int(idx), "") if idx.isdigit() else None
+                idx = shared_index(tok[7].decode("ascii", "replace"))
+                return strings.get(idx, "") if idx is not None else None
             return None
         cell = self.cells.get(pos)
         if cell is None or cell.formula is not None:
@@ -241,8 +255,8 @@ class SheetScan:
         if cell.kind == "inlineStr":
             return cell.inline
         if cell.kind == "s":
-            idx = cell.v.strip()
-            return strings.get(int(idx), "") if idx.isdigit() else None
+            idx = shared_index(cell.v)
+            return strings.get(idx, "") if idx is not None else None
         return None
 
     def add(self, code: Code, message: str, cell: str = "") -> None:
@@ -264,9 +278,15 @@ class SheetScan:
                 self.plain = True
                 return
             root = parse(data)
+            seen_data = False
             for part in root:
                 tag = local(part.tag)
                 if tag == "sheetData":
+                    if seen_data and not self.corner:
+                        # a second data block: its cells would silently replace the first one's
+                        self.add(Code.SHEET_ANOMALY, "工作表中有不止一个数据区(sheetData),不同软件会读出不同的数值,已拒收")
+                        return
+                    seen_data = True
                     self._rows(part)
                     if self.corner:
                         return
@@ -399,6 +419,8 @@ class SheetScan:
         kind = cell.kind
         if kind not in _CELL_TYPES:
             self.add(Code.SHEET_ANOMALY, f"单元格 {where} 的类型标记“{kind[:10]}”无效,文件结构已损坏", where)
+        elif kind == "n" and len(v.strip()) > _NUMBER_CHARS:
+            self.add(Code.SHEET_ANOMALY, f"单元格 {where} 的数值有 {len(v.strip())} 个字符,不是正常的数值,文件结构已损坏", where)
         elif kind == "n" and not _NUMBER.match(v):
             if _NON_FINITE.match(v):
                 self.add(Code.NOT_FINITE, f"单元格 {where} 的数值“{v.strip()[:20]}”不是有限数(NaN 或无穷大)", where)
@@ -409,10 +431,11 @@ class SheetScan:
         elif kind == "b" and v.strip() not in ("0", "1"):
             self.add(Code.SHEET_ANOMALY, f"单元格 {where} 记录为逻辑值,内容“{v.strip()[:20]}”却不是 0 或 1,文件结构已损坏", where)
         elif kind == "s":
-            if not v.strip().isdigit():
+            idx = shared_index(v)
+            if idx is None:
                 self.add(Code.SHEET_ANOMALY, f"单元格 {where} 的共享文字编号“{v.strip()[:20]}”无效,文件结构已损坏", where)
             else:
-                self.shared[pos] = int(v)
+                self.shared[pos] = idx
         elif kind in ("inlineStr", "str"):
             self.check_text(pos, inline if kind == "inlineStr" else v)
 
@@ -630,12 +653,12 @@ def _judge(tok: tuple, area: tuple[int, int, int, int]) -> tuple | bool:
     idx = None
     kind = kind or b"n"
     if kind == b"n":
-        if not _NUMBER_B.match(v) or not math.isfinite(float(v)):
+        if len(v) > _NUMBER_CHARS or not _NUMBER_B.match(v) or not math.isfinite(float(v)):
             return False
     elif kind == b"s":
-        if not v.strip().isdigit():
+        idx = shared_index(v.decode("ascii", "replace"))
+        if idx is None:
             return False
-        idx = int(v.strip())
     elif kind == b"inlineStr":
         if (b"_x" in inline or b"&" in inline) and _ESCAPED_CONTROL.search(xml_text(inline)):
             return False
@@ -837,7 +860,8 @@ def value(cell: XCell | None, strings: dict[int, str], formats: tuple[str, ...])
     kind, v = cell.kind, cell.v
     if kind == "s":
         idx = v.strip()
-        return (strings.get(int(idx), "") if idx.isdigit() else ""), "s", fmt
+        found = shared_index(idx)
+        return (strings.get(found, "") if found is not None else ""), "s", fmt
     if kind == "inlineStr":
         return cell.inline, "s", fmt
     if kind == "str":
