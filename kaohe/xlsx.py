@@ -2,24 +2,31 @@
 
 Pre-flight (:mod:`kaohe.preflight`) has checked the container: sizes, ratios,
 names, macros, links, and that no XML part declares a DOCTYPE. What is left
-is the input sheet itself, read here and nowhere else:
+is the input sheet itself, read here and nowhere else, by one of two passes
+that leave the same result:
 
-* each XML part is parsed with defusedxml's ElementTree (C expat, any
-  DOCTYPE or entity refused) into a tree bounded by the part's size and an
-  element count taken from the bytes before parsing;
-* the sheet's structure is checked (rows and cells in order, no duplicate
-  cell, nothing outside the template area, nothing under a merged range,
-  valid types, finite numbers) and the cells of the area are kept as the
-  XML stores them (:class:`XCell`);
-* values are given the way openpyxl gives them (``data_only=False``): an int
-  or a float, a shared or inline string, a bool, an error text, a formula as
-  ``=…`` with type ``f``, a date-formatted number as type ``d``, with the
-  cell's number format resolved through styles.xml.
+* **the plain pass** (:func:`plain_pass`), for a sheet written the plain way
+  Excel, WPS, LibreOffice and openpyxl write it: expat proves the part
+  well-formed, then one regular expression takes the rows and cells of
+  ``sheetData`` from the bytes and each distinct token is judged once per
+  run (a template's cells recur in every file of its layout);
+* **the exact pass**, for anything else and whenever the plain pass would
+  find a problem: the part is parsed into an ElementTree (C expat, any DOCTYPE
+  refused on the bytes first) bounded by its size and an element count taken
+  from the bytes, and every check is made and worded cell by cell.
+
+The checks: rows and cells in order, no duplicate cell, nothing outside the
+template area, nothing under a merged range, valid types, finite numbers, no
+escaped control characters. Values are given the way openpyxl gives them
+(``data_only=False``): an int or a float, a shared or inline string, a bool,
+an error text, a formula as ``=…`` with type ``f``, a date-formatted number as
+type ``d``, with the cell's number format resolved through styles.xml.
 
 openpyxl is not used to read submissions: re-applying the template's styles
 to its merged cells cost 87 % of a read (issue 8). It stays the writer of
-templates, and ``tests/test_reader_oracle.py`` checks this reader against
-openpyxl on real workbooks, LibreOffice-saved ones among them.
+templates; ``tests/test_reader_oracle.py`` checks this reader against openpyxl
+on real workbooks, LibreOffice-saved ones among them, and
+``tests/test_plain_pass.py`` checks the two passes against each other on any bytes.
 """
 
 from __future__ import annotations
