@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from helpers import DATA
+from helpers import DATA, GOLDEN, values_by_unit
 from kaohe.catalog import load_catalog
 
 import tempfile
@@ -18,6 +18,20 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 @pytest.fixture(scope="session")
 def mini_catalog():
     return load_catalog(DATA / "mini_catalog.yaml")
+
+
+@pytest.fixture(scope="session")
+def registry(mini_catalog):
+    """The golden year's registry (tests/golden/registry.csv) over the mini catalog."""
+    from kaohe.registry import load_registry
+
+    return load_registry(GOLDEN / "registry.csv", mini_catalog)
+
+
+@pytest.fixture(scope="session")
+def values():
+    """The golden year's input values by unit (tests/golden/values.csv)."""
+    return values_by_unit(GOLDEN / "values.csv")
 
 
 def pytest_collection_modifyitems(config, items):

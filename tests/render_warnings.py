@@ -3,6 +3,8 @@
 import logging
 from contextlib import contextmanager
 
+import pytest
+
 #: logged by WeasyPrint on machines without libharfbuzz-subset0: slower, same PDF (shared/STACK.md)
 HARMLESS = ("Using fontTools instead of HarfBuzz-Subset",)
 
@@ -33,3 +35,13 @@ def captured(*names: str):
         for lg, level in zip(loggers, levels):
             lg.removeHandler(handler)
             lg.setLevel(level)
+
+
+
+def fail_on_warnings():
+    """The body of a module's autouse fixture (``yield from fail_on_warnings()``): fails the test on
+    any warning WeasyPrint or kaohe.report logs while it runs."""
+    with captured("weasyprint", "kaohe.report") as records:
+        yield
+    if records:
+        pytest.fail("warnings while rendering: " + "; ".join(f"{r.name} {r.levelname}: {r.getMessage()[:200]}" for r in records))

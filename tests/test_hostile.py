@@ -25,7 +25,7 @@ from typing import Callable
 
 import pytest
 
-from helpers import GOLDEN, values_by_unit, write_submissions
+from helpers import GOLDEN, write_submissions
 from kaohe import layout as L
 from kaohe import pipeline as P
 from kaohe.errors import Code
@@ -410,14 +410,6 @@ def build_corpus(ctx: Ctx, folder: Path, unit_id: str) -> dict[str, tuple[Path, 
     return out
 
 
-@pytest.fixture(scope="module")
-def registry(mini_catalog):
-    return load_registry(GOLDEN / "registry.csv", mini_catalog)
-
-
-@pytest.fixture(scope="module")
-def values():
-    return values_by_unit(GOLDEN / "values.csv")
 
 
 @pytest.fixture(scope="module")

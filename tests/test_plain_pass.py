@@ -28,7 +28,6 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
-from helpers import GOLDEN, values_by_unit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.rich_text import CellRichText, TextBlock
@@ -174,16 +173,6 @@ def saved(wb) -> bytes:
 
 
 # ----------------------------------------------------------------- real sheets
-
-
-@pytest.fixture(scope="module")
-def registry(mini_catalog):
-    return load_registry(GOLDEN / "registry.csv", mini_catalog)
-
-
-@pytest.fixture(scope="module")
-def values():
-    return values_by_unit(GOLDEN / "values.csv")
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,6 @@ from tests.helpers import values_by_unit, write_submissions
 GOLDEN = Path(__file__).parent / "golden"
 
 
-@pytest.fixture(scope="module")
-def registry(mini_catalog):
-    from kaohe.registry import load_registry
-
-    return load_registry(GOLDEN / "registry.csv", mini_catalog)
-
 
 def _oracle(path: Path, addresses: list[str]) -> dict[str, tuple]:
     wb = load_workbook(path, data_only=False)

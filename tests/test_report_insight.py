@@ -33,7 +33,7 @@ from kaohe.report import context as C  # noqa: E402
 from kaohe.report import office as O  # noqa: E402
 from kaohe.report import render as R  # noqa: E402
 from kaohe.report.text import zh  # noqa: E402
-from render_warnings import captured  # noqa: E402
+from render_warnings import fail_on_warnings  # noqa: E402
 
 HAVE_POPPLER = shutil.which("pdftotext") is not None
 needs_poppler = pytest.mark.skipif(not HAVE_POPPLER, reason="poppler-utils (pdftotext) is not installed")
@@ -43,13 +43,8 @@ SETTINGS = R.BulletinSettings(doc_number="示法考〔2026〕1号", issue_date="
 # ------------------------------------------------------------------ warnings
 
 
-@contextmanager
-def no_warnings():
-    """Fails when WeasyPrint (or kaohe.report: characters missing from the bundled font) logs a WARNING."""
-    with captured("weasyprint", "kaohe.report") as records:
-        yield
-    if records:
-        pytest.fail("warnings while rendering: " + "; ".join(f"{r.name} {r.levelname}: {r.getMessage()[:200]}" for r in records))
+#: fails when WeasyPrint (or kaohe.report: characters missing from the bundled font) logs a WARNING
+no_warnings = contextmanager(fail_on_warnings)
 
 
 @pytest.fixture(autouse=True)

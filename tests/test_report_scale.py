@@ -29,7 +29,7 @@ from kaohe.report import context as C  # noqa: E402
 from kaohe.report import office as O  # noqa: E402
 from kaohe.report import render as R  # noqa: E402
 from kaohe.report.text import zh  # noqa: E402
-from render_warnings import captured  # noqa: E402
+from render_warnings import captured, fail_on_warnings  # noqa: E402
 
 HAVE_POPPLER = all(shutil.which(t) for t in ("pdftotext", "pdffonts", "pdfinfo"))
 needs_poppler = pytest.mark.skipif(not HAVE_POPPLER, reason="poppler-utils (pdftotext, pdffonts, pdfinfo) is not installed")
@@ -41,10 +41,7 @@ ROWS_PER_PART = 40  # small parts: the 200 units' ranking annex is laid out as f
 
 @pytest.fixture(autouse=True)
 def no_warnings():
-    with captured("weasyprint", "kaohe.report") as records:
-        yield
-    if records:
-        pytest.fail("warnings while rendering: " + "; ".join(f"{r.name} {r.levelname}: {r.getMessage()[:200]}" for r in records))
+    yield from fail_on_warnings()
 
 
 @pytest.fixture(scope="module")

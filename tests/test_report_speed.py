@@ -35,7 +35,7 @@ from kaohe.report import office as O  # noqa: E402
 from kaohe.report import render as R  # noqa: E402
 from kaohe.report.slim import document_results  # noqa: E402
 from kaohe.report.text import zh  # noqa: E402
-from render_warnings import captured  # noqa: E402
+from render_warnings import fail_on_warnings  # noqa: E402
 
 SETTINGS = R.BulletinSettings(doc_number="示法考〔2026〕1号", issue_date="2026年1月15日")
 UNITS, SEED = 150, 7
@@ -48,10 +48,7 @@ GOLDEN_HTML = "70f7367ba7a06d93486a233f6f2df8047eabc3c1a89f7e02335319e792b9648e"
 
 @pytest.fixture(autouse=True)
 def no_warnings():
-    with captured("weasyprint", "kaohe.report") as records:
-        yield
-    if records:
-        pytest.fail("warnings while rendering: " + "; ".join(f"{r.name} {r.levelname}: {r.getMessage()[:200]}" for r in records))
+    yield from fail_on_warnings()
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,8 @@ from openpyxl import load_workbook
 from helpers import GOLDEN, values_by_unit, write_submissions
 from kaohe import layout as L
 from kaohe import pipeline as P
-from kaohe.registry import load_registry
 from kaohe.template import build_template, write_templates
 
-
-@pytest.fixture(scope="module")
-def registry(mini_catalog):
-    return load_registry(GOLDEN / "registry.csv", mini_catalog)
 
 
 def test_one_template_per_unit_with_only_its_items(mini_catalog, registry, tmp_path):

@@ -13,10 +13,6 @@ from kaohe.registry import load_registry
 from kaohe.sample import MISTAKES, generate
 
 
-@pytest.fixture(scope="module")
-def registry(mini_catalog):
-    return load_registry(GOLDEN / "registry.csv", mini_catalog)
-
 
 @pytest.fixture(scope="module")
 def clean_values():
