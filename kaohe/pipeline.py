@@ -70,13 +70,18 @@ def read_stage(paths: list[Path], catalog: Catalog, registry: Registry, *, isola
 
 
 def batches(items: list, workers: int, *, smallest: int = 10, largest: int = 100) -> list[list]:
-    """``items`` cut into consecutive batches: about four per worker (so progress moves and
-    a slow batch does not hold the others), each between ``smallest`` and ``largest`` long,
-    so that a task's fixed cost (Prefect ~10 ms per task, more on Dask) stays small."""
-    if not items:
-        return []
-    size = max(smallest, min(largest, math.ceil(len(items) / max(1, workers * 4))))
-    return [items[i : i + size] for i in range(0, len(items), size)]
+    """``items`` cut into consecutive batches that shrink as the work runs out (guided
+    self-scheduling): each is about an eighth of what remains per worker, between
+    ``smallest`` and ``largest`` long. Large batches first keep a task's fixed cost small
+    (Prefect ~10 ms per task, more on Dask); small ones last let the workers finish
+    together instead of one waiting for another's last big batch."""
+    out: list[list] = []
+    start, n, per = 0, len(items), 4 * max(1, workers)
+    while start < n:
+        size = max(smallest, min(largest, math.ceil((n - start) / per)))
+        out.append(items[start : start + size])
+        start += size
+    return out
 
 
 @dataclass

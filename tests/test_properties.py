@@ -76,3 +76,18 @@ def test_one_rejected_file_changes_no_other_units_scores(mini_catalog, year, tmp
     for unit_id, row in baseline.items():
         if unit_id != victim:
             assert {c: after[unit_id][c] for c in SCORE_COLUMNS} == {c: row[c] for c in SCORE_COLUMNS}, unit_id
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 5_000), workers=st.integers(1, 16), smallest=st.integers(1, 30), extra=st.integers(0, 100))
+def test_batches_cover_every_item_once_in_order_and_shrink_towards_the_end(n, workers, smallest, extra):
+    largest = smallest + extra
+    items = list(range(n))
+    cut = P.batches(items, workers, smallest=smallest, largest=largest)
+    assert [x for b in cut for x in b] == items
+    sizes = [len(b) for b in cut]
+    assert all(b for b in cut)
+    assert all(smallest <= s <= largest for s in sizes[:-1]) and (not sizes or sizes[-1] <= largest)
+    assert sizes == sorted(sizes, reverse=True)
+    if n >= 4 * workers * largest:  # enough work: the largest batches first, the smallest last
+        assert sizes[0] == largest and sizes[-1] <= smallest
