@@ -219,22 +219,28 @@ def _build_schema(catalog: Catalog) -> pa.DataFrameSchema:
 
 
 def submissions_frame(subs: list[Submission], catalog: Catalog, registry: Registry) -> pd.DataFrame:
-    rows = []
+    """One row per submission, the schema's columns: built column by column (a row per unit as
+    a dict, then one ``where`` per column, took 2/3 of validation at 1,000 units)."""
+    columns = list(build_schema(catalog).columns)
+    applicable: dict[tuple, frozenset[str]] = {}
+    applies: list[frozenset[str]] = []
     for s in subs:
         unit = registry.get(s.unit_id)
-        applicable = {i.id for i in catalog.applicable_items(unit.group, unit.tags)}
-        row: dict[str, object] = {}
-        for item in catalog.items:
-            row[col(item.id, APPLIES)] = item.id in applicable
-            for key in [f.key for f in item.fields] + [NA_KEY, REASON_KEY, EVIDENCE_KEY]:
-                row[col(item.id, key)] = s.value(item.id, key)
-        rows.append(row)
-    columns = list(build_schema(catalog).columns)
-    frame = pd.DataFrame(rows, index=[s.file for s in subs], columns=columns)
-    for c in columns:
-        if not c.endswith(APPLIES):
-            frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
-    return frame
+        key = (unit.group, unit.tags)
+        if key not in applicable:
+            applicable[key] = frozenset(i.id for i in catalog.applicable_items(unit.group, unit.tags))
+        applies.append(applicable[key])
+    index = pd.Index([s.file for s in subs], dtype=object)
+    entries = [s.entries for s in subs]
+    data: dict[str, pd.Series] = {}
+    for item in catalog.items:
+        data[col(item.id, APPLIES)] = pd.Series([item.id in a for a in applies], index=index, dtype=bool)
+        for key in [f.key for f in item.fields] + [NA_KEY, REASON_KEY, EVIDENCE_KEY]:
+            k = (item.id, key)  # Submission.value, inlined: 280,000 calls at 1,000 units
+            values = [None if (e := es.get(k)) is None else e.value for es in entries]
+            # object, not the str dtype pandas would infer; None where missing, never NaN
+            data[col(item.id, key)] = pd.Series(values, index=index, dtype=object)
+    return pd.DataFrame(data, index=index, columns=columns, copy=False)
 
 
 @dataclass(frozen=True)
