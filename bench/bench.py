@@ -402,8 +402,10 @@ def _warm_pool(procs: int, init, initargs: tuple):
     return pool, time.perf_counter() - t0
 
 
-def _pool_map(pool, fn, items: list, procs: int) -> list:
-    chunk = max(1, min(16, len(items) // (procs * 8) or 1))
+def _pool_map(pool, fn, items: list, procs: int, *, chunked: bool = True) -> list:
+    """``pool.map``; ``chunked=False`` hands items over one at a time (documents of ~0.5 s: the
+    IPC is nothing, and the workers finish together)."""
+    chunk = max(1, min(16, len(items) // (procs * 8) or 1)) if chunked else 1
     return pool.map(fn, items, chunksize=chunk)
 
 
@@ -685,19 +687,31 @@ def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path, state:
     scratch.mkdir(parents=True)
     x.run("bulletin", R.render_bulletin, results, catalog, settings, scratch / "bulletin.pdf", None, units=1, in_e2e=False)
 
-    def kaohe_scorecards():
-        """Scorecards and feedback letters alone, exactly as render_run lays them out: HTML built here
-        (jobs.scorecard_jobs/feedback_jobs), batches (pipeline.batches, 2–25) to jobs.local_pool(cores).
-        With --sample K: the same K scorecards the raw render lays out."""
+    def scorecard_todo() -> list:
+        """The documents kaohe's layout is timed on: with --sample K the same K scorecards the raw
+        render lays out, else every scorecard and feedback letter. Their HTML is built here, before
+        the clock, as the raw render's is (html_build times it)."""
         s = settings.resolved(catalog)
         todo = list(J.scorecard_jobs(scratch, results, catalog, s))
         if args.sample:
-            todo = _sample(todo, args.sample)
-        else:
-            todo += list(J.feedback_jobs(scratch, results, catalog, intake, s))
-        with J.local_pool(cores) as pool:
-            futs = [pool.submit(J.render_batch, batch, None) for batch in P.batches(todo, cores, smallest=2, largest=25)]
-            return [p for f in futs for p in f.result().paths]
+            return _sample(todo, args.sample)
+        return todo + list(J.feedback_jobs(scratch, results, catalog, intake, s))
+
+    def kaohe_pool(todo: list):
+        """jobs.local_pool(cores), started and warmed like the raw render's pool: every worker has
+        laid out one document before the clock starts (returns the pool and its start-up seconds)."""
+        t0 = time.perf_counter()
+        pool = J.local_pool(cores)
+        warm = scratch / "warm"
+        for f in [pool.submit(J.render_batch, [J.Job(todo[0].kind, warm / f"{i}.pdf", todo[0].html)], None) for i in range(cores)]:
+            f.result()
+        return pool, time.perf_counter() - t0
+
+    def kaohe_scorecards(pool, todo: list):
+        """kaohe's layout of ``todo`` as render_run does it: batches (pipeline.batches, 2–25,
+        shrinking towards the end) of jobs.render_batch on the warmed local pool."""
+        futs = [pool.submit(J.render_batch, batch, None) for batch in P.batches(todo, cores, smallest=2, largest=25)]
+        return [p for f in futs for p in f.result().paths]
 
     raw: dict = {}
     html: list[str] = []
@@ -712,7 +726,14 @@ def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path, state:
         raw["html_kb_mean"] = round(sum(len(h.encode()) for h in html) / max(1, len(html)) / 1024, 1)
     if not args.smoke:
         log(f"[N={n}] kaohe's scorecards alone ({cores} layout workers) …")
-        x.run("scorecards", kaohe_scorecards, units=min(n_scored, args.sample) if args.sample else n_scored + n_feedback, in_e2e=False)
+        todo = scorecard_todo()
+        pool, startup = kaohe_pool(todo)
+        raw["scorecards_startup_s"] = round(startup, 3)
+        try:
+            x.run("scorecards", kaohe_scorecards, pool, todo, units=len(todo), in_e2e=False)
+        finally:
+            pool.shutdown()
+        del todo
     if args.raw and html:
         # raw layout right after kaohe's (the machine's load drifts), in pool workers forked from the same
         # fork server as kaohe's layout workers, each warmed (engine, fonts, one document) before the clock
@@ -720,7 +741,7 @@ def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path, state:
             log(f"[N={n}] raw limits: WeasyPrint write_pdf of {len(html)} scorecards, {procs} process(es) …")
             pool, start = _warm_pool(procs, _render_worker_init, (html[0],))
             try:
-                pdf_bytes = x.run(f"raw_render_{procs}p", lambda: _pool_map(pool, _raw_render, html, procs), units=len(html), in_e2e=False)
+                pdf_bytes = x.run(f"raw_render_{procs}p", lambda: _pool_map(pool, _raw_render, html, procs, chunked=False), units=len(html), in_e2e=False)
             finally:
                 pool.close()
                 pool.join()
