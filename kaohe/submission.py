@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from sys import intern
 
 from kaohe import layout as L
 from kaohe.layout import NA_KEY, field_hint
@@ -22,7 +23,7 @@ from kaohe.registry import Registry
 
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     item_id: str
     key: str
@@ -33,6 +34,19 @@ class Entry:
     value: Decimal | str | None
     note: str = ""
     rejected: bool = False
+
+    def __reduce__(self):
+        # A year holds ~150 entries per unit, each unpickled from a reader child: slots, and the
+        # template's strings (item, field, label, sheet, address) and short texts shared across
+        # units instead of copied into every one. Rebuilt through __init__, not the
+        # Python-level __setstate__ a frozen slots class would get.
+        return (_entry, (self.item_id, self.key, self.label, self.sheet, self.address, self.raw, self.value, self.note, self.rejected))
+
+
+def _entry(item_id, key, label, sheet, address, raw, value, note, rejected) -> Entry:
+    if len(raw) <= 8:  # 是/否, grades, counts: the same few texts in every unit
+        raw = intern(raw)
+    return Entry(intern(item_id), intern(key), intern(label), intern(sheet), intern(address), raw, value, note, rejected)
 
 
 @dataclass
