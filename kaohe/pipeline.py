@@ -69,16 +69,20 @@ def read_stage(paths: list[Path], catalog: Catalog, registry: Registry, *, isola
     return ingest_stage(paths, catalog, registry, isolate=isolate)
 
 
-def batches(items: list, workers: int, *, smallest: int = 10, largest: int = 100) -> list[list]:
-    """``items`` cut into consecutive batches that shrink as the work runs out (guided
-    self-scheduling): each is about an eighth of what remains per worker, between
-    ``smallest`` and ``largest`` long. Large batches first keep a task's fixed cost small
-    (Prefect ~10 ms per task, more on Dask); small ones last let the workers finish
-    together instead of one waiting for another's last big batch."""
+def batches(items: list, workers: int, *, smallest: int = 10, largest: int = 100, shrink: bool = True) -> list[list]:
+    """``items`` cut into consecutive batches between ``smallest`` and ``largest`` long (the last
+    one may be shorter), about a quarter of each worker's share: large enough that a task's
+    fixed cost (Prefect ~10 ms per task, more on Dask) stays small.
+
+    ``shrink`` (guided self-scheduling): each batch is a quarter of each worker's share of what
+    *remains*, so batches shrink as the work runs out and the workers finish together instead
+    of one waiting for another's last big batch. Without it every batch is a quarter of each
+    worker's share of the whole (for batches that each pay a start-up, like a reader child)."""
+    smallest, largest = max(1, smallest), max(1, smallest, largest)
     out: list[list] = []
     start, n, per = 0, len(items), 4 * max(1, workers)
     while start < n:
-        size = max(smallest, min(largest, math.ceil((n - start) / per)))
+        size = max(smallest, min(largest, math.ceil((n - start if shrink else n) / per)))
         out.append(items[start : start + size])
         start += size
     return out

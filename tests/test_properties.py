@@ -78,16 +78,21 @@ def test_one_rejected_file_changes_no_other_units_scores(mini_catalog, year, tmp
             assert {c: after[unit_id][c] for c in SCORE_COLUMNS} == {c: row[c] for c in SCORE_COLUMNS}, unit_id
 
 
-@settings(max_examples=200, deadline=None)
-@given(n=st.integers(0, 5_000), workers=st.integers(1, 16), smallest=st.integers(1, 30), extra=st.integers(0, 100))
-def test_batches_cover_every_item_once_in_order_and_shrink_towards_the_end(n, workers, smallest, extra):
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(0, 5_000), workers=st.integers(1, 16), smallest=st.integers(1, 30), extra=st.integers(0, 100), shrink=st.booleans())
+def test_batches_cover_every_item_once_in_order_within_bounds(n, workers, smallest, extra, shrink):
     largest = smallest + extra
     items = list(range(n))
-    cut = P.batches(items, workers, smallest=smallest, largest=largest)
+    cut = P.batches(items, workers, smallest=smallest, largest=largest, shrink=shrink)
     assert [x for b in cut for x in b] == items
     sizes = [len(b) for b in cut]
     assert all(b for b in cut)
     assert all(smallest <= s <= largest for s in sizes[:-1]) and (not sizes or sizes[-1] <= largest)
-    assert sizes == sorted(sizes, reverse=True)
-    if n >= 4 * workers * largest:  # enough work: the largest batches first, the smallest last
+    assert sizes == sorted(sizes, reverse=True)  # never a big batch after a small one
+    if not shrink:  # equal batches but the last
+        assert len(set(sizes[:-1])) <= 1
+    elif n >= 4 * workers * largest:  # enough work: the largest batches first, the smallest last
         assert sizes[0] == largest and sizes[-1] <= smallest
+    assert len(cut) <= -(-n // smallest)  # never more batches than the smallest size allows
+    if not shrink and sizes and sizes[0] < largest:  # about four per worker, unless capped by largest
+        assert len(cut) <= 4 * workers
