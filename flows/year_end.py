@@ -20,6 +20,7 @@ could only repeat a bug.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -395,8 +396,13 @@ def year_end(
     files = P.list_submission_files(paths["submissions"])
     reads, ingest_work = _ingest(files, cat, reg, IngestCache(cache_root, cat, reg) if cache_root else None, bool(dask))
     intake = validate_task(Q(reads), Q(cat), Q(reg))
+    del reads
     reviewed, changes, notes = review_task(Q(review_rows), Q(intake), Q(cat), Q(reg))
     results = rank_task(Q(score_task(Q(intake), Q(reviewed), Q(changes), Q(comps), Q(cat), Q(reg))), Q(cat))
+    # scored: every unit's parsed entries (~150 per unit) are in its result's traces now; the
+    # submissions themselves are not read again (render and write use the problems and states)
+    del reviewed
+    intake = replace(intake, valid={})
     results, watch = insight_task(Q(results), Q(cat), draws, seed)
     run = P.new_run_folder(out, year)
     write_watchlist_csv(run / "watchlist.csv", watch)
