@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -256,6 +257,33 @@ def _workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _completed(batches: Iterable, submit: Callable, window: int, others: Iterable = ()) -> Iterator:
+    """Each task's result as it completes: ``submit(batch)`` for every batch, at most ``window``
+    batches in flight (the next submitted as one finishes), and the futures ``others``,
+    submitted beforehand, which free no place in the window."""
+    todo = iter(batches)
+    inflight = list(others)
+    batch_futures: set[int] = set()
+
+    def submit_next() -> None:
+        batch = next(todo, None)
+        if batch is not None:
+            fut = submit(batch)
+            batch_futures.add(id(fut))
+            inflight.append(fut)
+
+    for _ in range(window):
+        submit_next()
+    while inflight:
+        fut = next(iter(as_completed(inflight)))
+        inflight.remove(fut)
+        res = fut.result()
+        if id(fut) in batch_futures:
+            batch_futures.discard(id(fut))
+            submit_next()
+        yield res
+
+
 def _ingest(files: list[Path], cat: Catalog, reg: Registry, cache, dask: bool) -> tuple[list[ReadResult], dict]:
     """Cache lookups, then the rest in batch tasks; results in the files' order."""
     plan = P.ingest_plan(files, cache)
@@ -263,30 +291,16 @@ def _ingest(files: list[Path], cat: Catalog, reg: Registry, cache, dask: bool) -
     # equal batches: each starts its own isolated reader child (catalog and registry sent, caches
     # empty), which shrinking batches would multiply (1,000 files: 27 batches instead of 10)
     cut = P.batches(plan.todo, _workers(), shrink=False)
-    todo = iter(cut)
     n_batches = 0
-
-    def submit_next() -> list:
-        nonlocal n_batches
-        batch = next(todo, None)
-        if batch is None:
-            return []
-        n_batches += 1
-        return [ingest_task.submit(batch, Q(cat), Q(reg))]
-
+    read: list[tuple[int, ReadResult]] = []
     with stage:
         stage.advance(len(plan.done))
         # locally one batch (one isolated reader child) per core at a time: the runner has more
         # threads than cores, for the layout stage; a Dask cluster takes them all at once
-        inflight = [f for _ in range(len(cut) if dask else _workers()) for f in submit_next()]
-        read: list[tuple[int, ReadResult]] = []
-        while inflight:
-            fut = next(iter(as_completed(inflight)))
-            inflight.remove(fut)
-            got = fut.result()
+        for got in _completed(cut, lambda batch: ingest_task.submit(batch, Q(cat), Q(reg)), len(cut) if dask else _workers()):
+            n_batches += 1
             read.extend(got)
             stage.advance(len(got))
-            inflight += submit_next()
     reads = P.ingest_finish(plan, read, cache)
     work = {"files": len(files), "read": len(plan.todo), "from_cache": len(plan.done), "batches": n_batches}
     get_run_logger().info(
@@ -313,39 +327,25 @@ def _render(run: Path, results, cat: Catalog, intake, settings, previous, watch,
     doc_results = document_results(results)  # what the bulletin and office report read: ~18x smaller to send
     total, todo = J.job_batches(run, results, cat, intake, settings, _workers())
     n_batches = 0
-
-    def submit_next() -> list:
-        nonlocal n_batches
-        batch = next(todo, None)
-        if batch is None:
-            return []
-        n_batches += 1
-        return [render_batch_task.submit(Q(batch), cache_root)]
-
     stage = progress().stage("render", "生成 PDF(通报、成绩单、退回意见)", total=total + 2, unit="份")
     pool = None if dask else J.local_pool(_workers())
     _POOL = pool
     try:
         with stage:
-            inflight = [
+            documents = [
                 render_document_task.submit(kind, run, Q(doc_results), Q(cat), settings, Q(previous), Q(watch), Q(previous_catalog), Q(diagnostics))
                 for kind in ("bulletin", "office")
             ]
-            for _ in range(max(4, 2 * _workers())):
-                inflight += submit_next()
             laid_out = cached = rendered = 0
-            while inflight:
-                fut = next(iter(as_completed(inflight)))
-                inflight.remove(fut)
-                res = fut.result()
+            for res in _completed(todo, lambda batch: render_batch_task.submit(Q(batch), cache_root), max(4, 2 * _workers()), documents):
                 if isinstance(res, Path):
                     stage.advance(1)
                     continue
+                n_batches += 1
                 laid_out += res.rendered
                 cached += res.cached
                 rendered += len(res.paths)
                 stage.advance(len(res.paths))
-                inflight += submit_next()
     finally:
         _POOL = None
         if pool is not None:
