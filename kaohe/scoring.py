@@ -33,7 +33,7 @@ class ReviewChange:
     row: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FieldTrace:
     key: str
     label: str
@@ -44,7 +44,7 @@ class FieldTrace:
     note: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemResult:
     item: Item
     applicable: Literal["yes", "no", "na"]
