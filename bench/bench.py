@@ -153,6 +153,9 @@ class Sampler:
         self.cpu_seen: dict[tuple[int, str], int] = {}  # (pid, starttime) → last ticks (kaohe's descendants)
         self.server_cpu: dict[tuple[int, str], int] = {}  # the same for Prefect's server
         self.server_keys: dict[tuple[int, str], bool] = {}
+        #: a child process whose own tree is measured apart (``desc_rss_kb``): `kaohe run` in a
+        #: fresh process, without this benchmark's fork server and pools
+        self.focus: int | None = None
         self.reset()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
@@ -161,7 +164,7 @@ class Sampler:
         with getattr(self, "lock", threading.Lock()):
             self.child_hwm_kb = 0
             self.tree_rss_kb = 0
-            self.desc_rss_kb = 0  # the same sum without this process: a run in a child process
+            self.desc_rss_kb = 0  # the same sum over the focused child's tree alone (a run in a child process)
             self.server_rss_kb = 0
             self.children_seen: set[tuple[int, str]] = set()
 
@@ -191,8 +194,15 @@ class Sampler:
             p = todo.pop()
             desc.append(p)
             todo.extend(kids.get(p, []))
-        me = tree = _status_kb("self", "VmRSS")
-        hwm = server = 0
+        tree = _status_kb("self", "VmRSS")
+        focus: set[int] = set()
+        if self.focus is not None:
+            todo = [self.focus]
+            while todo:
+                p = todo.pop()
+                focus.add(p)
+                todo.extend(kids.get(p, []))
+        hwm = server = in_focus = 0
         ours, servers = [], []
         for p in desc:
             key = (p, table[p][1])
@@ -201,13 +211,15 @@ class Sampler:
                 is_server = self.server_keys[key] = _is_prefect_server(p)
             (servers if is_server else ours).append((p, key))
         for p, _ in ours:
-            tree += _status_kb(p, "VmRSS")
+            rss = _status_kb(p, "VmRSS")
+            tree += rss
+            in_focus += rss if p in focus else 0
             hwm = max(hwm, _status_kb(p, "VmHWM"))
         for p, _ in servers:
             server += _status_kb(p, "VmRSS")
         with self.lock:
             self.tree_rss_kb = max(self.tree_rss_kb, tree)
-            self.desc_rss_kb = max(self.desc_rss_kb, tree - me)
+            self.desc_rss_kb = max(self.desc_rss_kb, in_focus)
             self.child_hwm_kb = max(self.child_hwm_kb, hwm)
             self.server_rss_kb = max(self.server_rss_kb, server)
             for p, key in ours:
@@ -238,7 +250,7 @@ class Stage:
     loadavg_1m_end: float = 0.0  # … and when it ended
     in_e2e: bool = True
     prefect_server_rss_mb: float = 0.0  # Prefect's temporary server, when running
-    peak_rss_descendants_mb: float = 0.0  # largest sampled sum of RSS of the descendants alone (server apart)
+    peak_rss_focus_mb: float = 0.0  # largest sampled sum of RSS of a focused child's tree (Sampler.focus; server apart)
     prefect_server_cpu_s: float = 0.0
 
     @property
@@ -282,7 +294,7 @@ class Meter:
         cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime) + kid
         hwm = _status_kb("self", "VmHWM") if self.hwm_resettable else ru1.ru_maxrss
         with self.sampler.lock:
-            child_hwm, tree, seen, server, desc = (self.sampler.child_hwm_kb, self.sampler.tree_rss_kb,
+            child_hwm, tree, seen, server, focus = (self.sampler.child_hwm_kb, self.sampler.tree_rss_kb,
                                                    len(self.sampler.children_seen), self.sampler.server_rss_kb, self.sampler.desc_rss_kb)
         self.stages.append(
             Stage(
@@ -298,7 +310,7 @@ class Meter:
                 loadavg_1m_end=round(os.getloadavg()[0], 2),
                 in_e2e=in_e2e,
                 prefect_server_rss_mb=round(server / 1024, 1),
-                peak_rss_descendants_mb=round(desc / 1024, 1),
+                peak_rss_focus_mb=round(focus / 1024, 1),
                 prefect_server_cpu_s=max(0.0, self.sampler.server_cpu_s() - srv0),
             )
         )
@@ -871,24 +883,37 @@ def run_flow_process(n: int, args, data: Path, out_root: Path, f: Meter, registr
 
     from kaohe.paths import bundled
 
-    out = out_root / f"flow-{n}" / "process"
+    out = (out_root / f"flow-{n}" / "process").resolve()
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "kaohe.cli", "run", "--year", str(YEAR), "--catalog", str(bundled(YEAR).catalog),
+    data = data.resolve()
+    # -P: the working directory does not go on sys.path (a kaohe/ folder there would shadow the code)
+    cmd = [sys.executable, "-P", "-m", "kaohe.cli", "run", "--year", str(YEAR), "--catalog", str(bundled(YEAR).catalog),
            "--registry", str(data / "registry.csv"), "--submissions", str(data / "submissions"),
            "--components", str(data / "components.csv"), "--draws", str(args.draws), "--seed", str(args.seed),
            "--out", str(out), "--no-cache", "--quiet"]
     env = dict(os.environ)
-    code_root = snapshot["path"] if snapshot else str(REPO)  # the same code as the stages (the snapshot)
-    env["PYTHONPATH"] = code_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if snapshot:  # the same code as the stages: the copy taken at the start
+        env["PYTHONPATH"] = snapshot["path"] + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     log(f"[N={n}] flow: `kaohe run` in a fresh process …")
-    done = f.run("flow_process", subprocess.run, cmd, env=env, cwd=str(out_root), capture_output=True, text=True, units=n, in_e2e=False)
-    if done.returncode != 0:
-        raise CheckFailed(f"N={n}: kaohe run exited {done.returncode}: {done.stderr[-2000:]}")
-    run = Path(done.stdout.strip().splitlines()[-1])
+
+    def kaohe_run() -> tuple[int, str, str]:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        f.sampler.focus = proc.pid  # its own tree only: not this process's fork server or pools
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            f.sampler.sample()
+            f.sampler.focus = None
+        return proc.returncode, stdout, stderr
+
+    rc, stdout, stderr = f.run("flow_process", kaohe_run, units=n, in_e2e=False)
+    if rc != 0:
+        raise CheckFailed(f"N={n}: kaohe run exited {rc}: {stderr[-2000:]}")
+    run = Path(stdout.strip().splitlines()[-1])
     check_run(run, n, registry, args, "kaohe run (fresh process)")
     stage = f.get("flow_process")
     return {"run": str(run), "command": " ".join(cmd[1:]), "wall_s": round(stage.wall_s, 3),
-            "peak_rss_tree_mb": stage.peak_rss_descendants_mb, "prefect_server_rss_mb": stage.prefect_server_rss_mb,
+            "peak_rss_tree_mb": stage.peak_rss_focus_mb, "prefect_server_rss_mb": stage.prefect_server_rss_mb,
             "same_results_as_stages": (run / "results.csv").read_bytes() == (stage_run / "results.csv").read_bytes()}
 
 
@@ -975,7 +1000,7 @@ def figures(n: int, m: Meter, x: Meter, f: Meter, res: dict, cores: int) -> dict
         "stages_tree_by_stage": {s.name: s.peak_rss_tree_mb for s in pipeline},
         "flow_tree": max((s.peak_rss_tree_mb for s in flow_runs), default=None),
         "flow_prefect_server": max((s.prefect_server_rss_mb for s in flow_runs), default=None),
-        "kaohe_run_process_tree": st["flow_process"].peak_rss_descendants_mb if "flow_process" in st else None,
+        "kaohe_run_process_tree": st["flow_process"].peak_rss_focus_mb if "flow_process" in st else None,
         "note": "tree = this process + every descendant (readers, layout workers, the fork server), sampled every 0.1 s; "
                 "Prefect's temporary server apart (flow_prefect_server)",
     }

@@ -8,7 +8,6 @@ one unit: all reported, none preferred), ``unknown_unit``, ``not_a_workbook``.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import hashlib
 import json
@@ -385,8 +384,10 @@ def release_memory() -> None:
     and ``malloc_trim`` gives them back (25 MB of the run process at 3,000 units). No-op elsewhere."""
     gc.collect()
     try:
+        import ctypes
+
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):  # pragma: no cover - not glibc
+    except (ImportError, OSError, AttributeError, TypeError):  # pragma: no cover - not glibc
         pass
 
 

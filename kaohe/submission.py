@@ -63,7 +63,7 @@ class Submission:
         # (item, field), one shared key tuple per field of the catalog instead of a fresh tuple
         # and two fresh strings per entry (~15 KB of every unit's ~50 KB read).
         entries = self.entries
-        if all(k[0] == e.item_id and k[1] == e.key for k, e in entries.items()):
+        if all(k == (e.item_id, e.key) for k, e in entries.items()):
             entries = tuple(entries.values())
         return (_submission, (self.unit_id, self.file, self.sha256, entries, self.identity, self.problems))
 
