@@ -133,6 +133,16 @@ def _is_prefect_server(pid: int) -> bool:
         return False
 
 
+def _subtree(kids: dict[int, list[int]], root: int) -> list[int]:
+    """``root`` and every process below it, from a pid → children map."""
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
 class Sampler:
     """Samples this process's descendants from /proc (psutil-free).
 
@@ -153,7 +163,7 @@ class Sampler:
         self.cpu_seen: dict[tuple[int, str], int] = {}  # (pid, starttime) → last ticks (kaohe's descendants)
         self.server_cpu: dict[tuple[int, str], int] = {}  # the same for Prefect's server
         self.server_keys: dict[tuple[int, str], bool] = {}
-        #: a child process whose own tree is measured apart (``desc_rss_kb``): `kaohe run` in a
+        #: a child process whose own tree is measured apart (``focus_rss_kb``): `kaohe run` in a
         #: fresh process, without this benchmark's fork server and pools
         self.focus: int | None = None
         self.reset()
@@ -164,7 +174,7 @@ class Sampler:
         with getattr(self, "lock", threading.Lock()):
             self.child_hwm_kb = 0
             self.tree_rss_kb = 0
-            self.desc_rss_kb = 0  # the same sum over the focused child's tree alone (a run in a child process)
+            self.focus_rss_kb = 0  # the same sum over the focused child's tree alone (a run in a child process)
             self.server_rss_kb = 0
             self.children_seen: set[tuple[int, str]] = set()
 
@@ -189,19 +199,9 @@ class Sampler:
         kids: dict[int, list[int]] = {}
         for pid, (ppid, _st, _cpu) in table.items():
             kids.setdefault(ppid, []).append(pid)
-        desc, todo = [], list(kids.get(self.me, []))
-        while todo:
-            p = todo.pop()
-            desc.append(p)
-            todo.extend(kids.get(p, []))
+        desc = _subtree(kids, self.me)[1:]
         tree = _status_kb("self", "VmRSS")
-        focus: set[int] = set()
-        if self.focus is not None:
-            todo = [self.focus]
-            while todo:
-                p = todo.pop()
-                focus.add(p)
-                todo.extend(kids.get(p, []))
+        focus = set(_subtree(kids, self.focus)) if self.focus is not None else set()
         hwm = server = in_focus = 0
         ours, servers = [], []
         for p in desc:
@@ -219,7 +219,7 @@ class Sampler:
             server += _status_kb(p, "VmRSS")
         with self.lock:
             self.tree_rss_kb = max(self.tree_rss_kb, tree)
-            self.desc_rss_kb = max(self.desc_rss_kb, in_focus)
+            self.focus_rss_kb = max(self.focus_rss_kb, in_focus)
             self.child_hwm_kb = max(self.child_hwm_kb, hwm)
             self.server_rss_kb = max(self.server_rss_kb, server)
             for p, key in ours:
@@ -295,7 +295,7 @@ class Meter:
         hwm = _status_kb("self", "VmHWM") if self.hwm_resettable else ru1.ru_maxrss
         with self.sampler.lock:
             child_hwm, tree, seen, server, focus = (self.sampler.child_hwm_kb, self.sampler.tree_rss_kb,
-                                                   len(self.sampler.children_seen), self.sampler.server_rss_kb, self.sampler.desc_rss_kb)
+                                                   len(self.sampler.children_seen), self.sampler.server_rss_kb, self.sampler.focus_rss_kb)
         self.stages.append(
             Stage(
                 name=name,
