@@ -524,9 +524,13 @@ def _merge_plan(merges: tuple[str, ...], area: tuple[int, int, int, int]) -> tup
 # Excel, WPS, LibreOffice and openpyxl all write a sheet the same plain way: one
 # line, no comments or CDATA, rows as <row r="N" ...>, cells as <c r="A1" s="3"
 # t="s"> holding one <v> or one inline <is><t>. For such a sheet the structure
-# checks and the cells come from the bytes with one regular expression, about
-# six times faster than building its element tree (issue 8), once expat has
-# proved the whole part well-formed. Whatever is not plain, or any check that
+# checks and the cells come from the bytes with one regular expression, once
+# expat has proved the part well-formed. What a piece of it means (the rows
+# between two "</row>", each cell) is judged once per process and remembered by
+# its bytes: most rows of a template are the same in every file of its layout,
+# so a file costs about what its units typed (issue 8). Well-formedness is
+# proved the same way: the part outside sheetData once per distinct bytes, the
+# rows not seen before together, in the root's namespace context. Whatever is not plain, or any check that
 # fails, sends the sheet to the exact pass above, which then decides and words
 # every problem: the plain pass never accepts a sheet the exact pass would refuse,
 # and what it keeps is what the exact pass keeps (tests/test_plain_pass.py runs
@@ -538,7 +542,7 @@ _TOKENS = re.compile(
     rb'|<c r="([A-Z]{1,3}[0-9]{1,7})"(?: s="([0-9]{1,9})")?(?: t="([a-zA-Z]{1,9})")?'  # 5 ref, 6 style, 7 type
     rb'(?:[ \t\n]*/>|>(?:<v>([^<]*)</v>|<is><t(?: xml:space="preserve")?>([^<]*)</t></is>)?</c>))'  # 8 <v>, 9 inline text
 )
-_PROLOG = re.compile(rb'(?:\xef\xbb\xbf)?(?:<\?xml(?P<decl>[^<>]*)\?>)?[ \t\r\n]*<worksheet(?P<attrs>(?:[ \t\r\n]+[^\s=<>]+[ \t\r\n]*=[ \t\r\n]*(?:"[^"<]*"|\'[^\'<]*\'))*)[ \t\r\n]*>')
+_PROLOG = re.compile(rb'(?:\xef\xbb\xbf)?(?:<\?xml(?P<decl>[^<>]*)\?>)?[ \t\r\n]*(?P<root><worksheet(?P<attrs>(?:[ \t\r\n]+[^\s=<>]+[ \t\r\n]*=[ \t\r\n]*(?:"[^"<]*"|\'[^\'<]*\'))*)[ \t\r\n]*>)')
 _ATTR = re.compile(rb'([^\s=<>]+)[ \t\r\n]*=[ \t\r\n]*(?:"([^"<]*)"|\'([^\'<]*)\')')
 #: one tag (quoted attribute values may hold ">") or a run of text: what a segment outside sheetData is made of
 _TAG_OR_TEXT = re.compile(rb'<(/?)[A-Za-z_][^\s/<>]*(?:[ \t\r\n]+[^\s=<>]+[ \t\r\n]*=[ \t\r\n]*(?:"[^"<]*"|\'[^\'<]*\'))*[ \t\r\n]*(/?)>|[^<]+')
@@ -625,10 +629,12 @@ def _pos(ref: bytes) -> tuple[int, int] | None:
 
 
 _CLOSE_ROW = (0, -1)
-#: per area, what each token of a plain sheet means (:func:`_judge`): a template's cells recur in
-#: every file of its layout, so most tokens are judged once per run
+#: per area, what each cell of a plain sheet means, by its bytes after "<c " (:func:`_cell_part`):
+#: a template's cells recur in every file of its layout, so most are judged once per run
 _MEMOS: dict[tuple[int, int, int, int], dict[bytes, tuple | bool]] = {}
 _MEMO_SIZE = 200_000
+#: what each head of a piece (its rows before the first cell) means (:func:`_head`)
+_HEADS: dict[bytes, tuple | bool] = {}
 
 
 def _judge(tok: tuple, area: tuple[int, int, int, int]) -> tuple | bool:
@@ -680,6 +686,140 @@ def _judge(tok: tuple, area: tuple[int, int, int, int]) -> tuple | bool:
     return (pos[0], pos[1], True, pos, True, idx)
 
 
+#: per (area, root start tag), what each piece of sheetData between two "</row>" means
+#: (:func:`_piece`), for pieces proved well-formed in that root's namespace context
+_PIECE_MEMOS: dict[tuple, dict[bytes, tuple]] = {}
+_PIECES = 20_000
+#: the parts of a sheet outside sheetData (before it, after it) found well-formed
+_OUTSIDE: dict[tuple[bytes, bytes], bool] = {}
+
+
+def _piece_memo(area: tuple[int, int, int, int], root: bytes) -> dict[bytes, tuple]:
+    key = (area, root)
+    memo = _PIECE_MEMOS.get(key)
+    if memo is None:
+        if len(_PIECE_MEMOS) >= 64:
+            _PIECE_MEMOS.clear()
+        memo = _PIECE_MEMOS[key] = {}
+    return memo
+
+
+def _outside_well_formed(head: bytes, tail: bytes) -> bool:
+    """Whether the part with an empty sheetData (``head`` ends with "<sheetData>", ``tail`` starts
+    with "</sheetData>") is well-formed: with its rows proved well-formed in the root's context,
+    so is the whole part (nothing between the root and sheetData is left open, and sheetData has
+    no attributes, so its rows see exactly the root's namespace declarations)."""
+    key = (head, tail)
+    ok = _OUTSIDE.get(key)
+    if ok is None:
+        ok = _well_formed(head + tail)
+        if len(_OUTSIDE) >= 64:
+            _OUTSIDE.clear()
+        _OUTSIDE[key] = ok
+    return ok
+
+
+def _piece(piece: bytes, area: tuple[int, int, int, int], *, closed: bool) -> tuple | bool:
+    """What one piece of a plain sheetData means, or False when the exact pass must decide.
+
+    A piece is what lies between two "</row>" tags: rows that are empty ("<row .../>"), then,
+    when ``closed`` (a "</row>" follows), one open row and its cells. Its meaning: (first row,
+    last row, cells, the area's cells as {position: token}, the filled ones, {position:
+    shared-string index}), after the checks of :func:`_judge` on every token and the order of
+    its rows and cells; whether rows are in order across pieces is the caller's.
+
+    The piece is cut at each "<c ": the head holds its rows, every other part is one whole
+    cell token (a token holds no "<c ", its texts no "<"); each part is judged once per run
+    (a template's cells recur in every file of its layout).
+    """
+    parts = piece.split(b"<c ")
+    memo = _MEMOS.get(area)
+    if memo is None or len(memo) > _MEMO_SIZE:
+        memo = _MEMOS[area] = {}
+    head = _HEADS.get(parts[0])
+    if head is None:
+        if len(_HEADS) > _MEMO_SIZE:
+            _HEADS.clear()
+        head = _HEADS[parts[0]] = _head(parts[0])
+    if not head or head[2] != closed or (len(parts) > 1 and not closed):
+        return False
+    first, row = head[0], head[1]
+    get = memo.get
+    raw: dict[tuple[int, int], tuple] = {}
+    filled: list[tuple[int, int]] = []
+    shared: dict[tuple[int, int], int] = {}
+    last_col = 0
+    for part in parts[1:]:
+        cell = get(part)
+        if cell is None:
+            cell = memo[part] = _cell_part(part, area)
+        if not cell:
+            return False
+        j = cell[0]
+        if j[0] != row or j[1] <= last_col:  # a cell: in its row, after the one before
+            return False
+        last_col = j[1]
+        if j[2]:
+            raw[j[3]] = cell[1]
+            if j[4]:
+                filled.append(j[3])
+                if j[5] is not None:
+                    shared[j[3]] = j[5]
+    return (first, row, len(parts) - 1, raw, tuple(filled), shared)
+
+
+def _head(head: bytes) -> tuple | bool:
+    """A piece's rows before its first cell: (first row, last row, whether the last one is open),
+    or False. Empty rows ("<row .../>") in order, at most one open row, and that one last."""
+    tokens = _TOKENS.findall(head)
+    if sum(map(len, map(itemgetter(0), tokens))) != len(head) or not tokens:
+        return False
+    first, row, is_open = 0, 0, False
+    for tok in tokens:
+        if is_open or not tok[1]:
+            return False  # a row after the open one, a cell or "</row>": not a plain head
+        j = _judge(tok, (1, 1, 0, 0))
+        if not j or j[0] <= row:
+            return False
+        row, is_open = j[0], not j[2]
+        first = first or row
+    return first, row, is_open
+
+
+def _cell_part(part: bytes, area: tuple[int, int, int, int]) -> tuple | bool:
+    """("<c " + part) as one cell token: (its meaning (:func:`_judge`), the token), or False."""
+    m = _TOKENS.fullmatch(b"<c " + part)
+    if m is None:
+        return False
+    tok = m.groups(b"")  # as findall gives them: b"" for a group that took no part
+    j = _judge(tok, area)
+    return (j, tok) if j else False
+
+
+@lru_cache(maxsize=64)
+def _merge_refs(inner: bytes) -> tuple[bytes, ...] | None:
+    """The refs of a plain mergeCells' content (nothing but <mergeCell ref="..."/>), else None.
+    A sheet's merges are its template's: the same bytes in every file of a layout."""
+    refs, covered = [], 0
+    for mm in _MERGE.finditer(inner):
+        refs.append(mm.group(1))
+        covered += mm.end() - mm.start()
+    return tuple(refs) if covered == len(inner) else None
+
+
+@lru_cache(maxsize=64)
+def _merge_texts(refs: tuple[bytes, ...]) -> tuple[str, ...]:
+    return tuple(x.decode("utf-8") for x in refs)
+
+
+def forget() -> None:
+    """Drop what the plain pass has learnt in this process (tests compare it warm and cold)."""
+    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _OUTSIDE, _POS, _ROW_ATTRS):
+        memo.clear()
+    for cached in (_merge_refs, _merge_texts, _merge_plan):
+        cached.cache_clear()
+
+
 def plain_pass(scan: SheetScan, data: bytes) -> bool:
     """The input sheet's checks and cells from its bytes, when it is plain and passes every check.
 
@@ -709,7 +849,7 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
     if b"\r" in body:
         return False  # a parser turns CR LF in text into LF (Excel's CR LF after the declaration is fine)
     # merged ranges: at most one mergeCells, a child of the root after sheetData, holding only mergeCell
-    merges: list[bytes] = []
+    merges: tuple[bytes, ...] = ()
     n_merge = data.count(b"mergeCell")
     if n_merge:
         open_at = data.find(b"<mergeCells", end)
@@ -720,59 +860,59 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
         head = data[open_at:inner_at]
         if head != b"<mergeCells>" and re.fullmatch(rb'<mergeCells count="[0-9]{1,9}">', head) is None:
             return False
-        inner, covered = data[inner_at:close_at], 0
-        for mm in _MERGE.finditer(inner):
-            merges.append(mm.group(1))
-            covered += mm.end() - mm.start()
-        if covered != len(inner) or n_merge != len(merges) + 2 or len(merges) > scan.limits.merges:
+        found = _merge_refs(data[inner_at:close_at])
+        if found is None or n_merge != len(found) + 2 or len(found) > scan.limits.merges:
             return False
-    if not _well_formed(data):
+        merges = found
+    root = m.group("root")
+    if not _outside_well_formed(data[: start + 11], data[end:]):
         return False
-    tokens = _TOKENS.findall(body)
-    if sum(map(len, map(itemgetter(0), tokens))) != len(body):
-        return False  # something in sheetData is not a plain row or cell
-    memo = _MEMOS.get(scan.area)
-    if memo is None or len(memo) > _MEMO_SIZE:
-        memo = _MEMOS[scan.area] = {}
-    get = memo.get
-    area = scan.area
+    # sheetData row by row: the pieces between "</row>" tags, each judged once per run (most rows
+    # of a template are the same bytes in every file of its layout; only rows holding what a unit
+    # typed differ), the novel ones proved well-formed together in the root's namespace context
+    pieces = body.split(b"</row>")
+    last = pieces.pop()
+    memo = _piece_memo(scan.area, root)
     raw: dict[tuple[int, int], tuple] = {}
     filled: set[tuple[int, int]] = set()
     shared: dict[tuple[int, int], int] = {}
-    row, in_row, last_col, n_cells = 0, False, 0, 0
-    for tok in tokens:
-        j = get(tok[0])  # the token's bytes decide what it is
+    novel: list[tuple[bytes, tuple]] = []
+    row, n_cells = 0, 0
+    for piece in pieces:
+        j = memo.get(piece)
         if j is None:
-            j = memo[tok[0]] = _judge(tok, area)
-        if not j:
+            j = _piece(piece, scan.area, closed=True)
+            if j:
+                novel.append((piece, j))
+        if not j or j[0] <= row:
             return False
-        r, c = j[0], j[1]
-        if c > 0:  # a cell: in its row, after the one before
-            if r != row or c <= last_col or not in_row:
-                return False
-            last_col = c
-            n_cells += 1
-            if j[2]:
-                raw[j[3]] = tok
-                if j[4]:
-                    filled.add(j[3])
-                    if j[5] is not None:
-                        shared[j[3]] = j[5]
-        elif c == 0:  # a row opens (or is empty)
-            if in_row or r <= row:
-                return False
-            row, last_col, in_row = r, 0, not j[2]
-        else:  # </row>
-            if not in_row:
-                return False
-            in_row = False
-    if in_row or n_cells > scan.limits.cells:
+        row = j[1]
+        n_cells += j[2]
+        raw.update(j[3])
+        filled.update(j[4])
+        shared.update(j[5])
+    if last:
+        j = _piece(last, scan.area, closed=False)
+        if not j or j[0] <= row:
+            return False
+        n_cells += j[2]
+        raw.update(j[3])
+        filled.update(j[4])
+        shared.update(j[5])
+    if n_cells > scan.limits.cells:
         return False
-    texts = [x.decode("utf-8") for x in merges]
-    _events, structural, hidden = _merge_plan(tuple(texts), scan.area)
+    if novel or last:
+        rows = b"".join([piece + b"</row>" for piece, _ in novel])
+        if not _well_formed(b"".join((root, b"<sheetData>", rows, last, b"</sheetData></worksheet>"))):
+            return False
+        if len(memo) + len(novel) > _PIECES:
+            memo.clear()
+        memo.update(novel)
+    texts = _merge_texts(merges)
+    _events, structural, hidden = _merge_plan(texts, scan.area)
     if structural or not hidden.isdisjoint(filled):
         return False
-    scan.raw, scan.filled, scan.shared, scan.merges = raw, filled, shared, texts
+    scan.raw, scan.filled, scan.shared, scan.merges = raw, filled, shared, list(texts)
     return True
 
 

@@ -136,12 +136,15 @@ def differential(data: bytes, area, strings: Strings | None = None, lim: X.Sheet
     """Both passes on ``data``: asserts the contract, returns (plain-first outcome, exact outcome)."""
     strings = strings or Strings({i: f"共享文字{i}" for i in range(64)})
     lim = lim or limits()
-    p = outcome(data, area, strings, lim, plain=True)
+    p = outcome(data, area, strings, lim, plain=True)  # with what earlier sheets taught the pass
     e = outcome(data, area, strings, lim, plain=False)
     assert not e.plain
     po, eo = p.observable(), e.observable()
     for key in eo:
         assert po[key] == eo[key], f"plain/exact differ in {key} (plain pass accepted: {p.plain})"
+    X.forget()  # and as the first sheet a reader sees: the same outcome
+    cold = outcome(data, area, strings, lim, plain=True)
+    assert cold.plain == p.plain and cold.observable() == po
     if p.plain:
         # accepted: the exact pass found nothing; finish may still refuse a shared string's text
         assert e.error is None and e.after_run == []
@@ -928,3 +931,72 @@ def test_mutated_sheets(bases, area, data):
     kind = data.draw(st.sampled_from(sorted(bases)))
     sheet, strings = bases[kind]
     differential(data.draw(mutated(sheet)), area, strings)
+
+
+# ----------------------------------------------------------------- what the pass remembers
+#
+# The plain pass judges each piece of sheetData between two "</row>" tags once per process
+# and remembers it by its bytes (with the sheet's area and root tag), and the part outside
+# sheetData by its bytes. A remembered piece must never carry a verdict into a sheet where
+# it does not hold: out of order, duplicated, in a root that does not declare its prefixes,
+# next to a malformed outside part.
+
+
+def _rows(sheet: bytes) -> list[bytes]:
+    return re.findall(rb'<row r="[0-9]+"[^>]*?(?:/>|>.*?</row>)', sheet, re.S)
+
+
+def _taught(sheet: bytes, area, strings: Strings | None = None) -> None:
+    X.forget()
+    p, _ = differential(sheet, area, strings)
+    assert p.plain
+    outcome(sheet, area, strings or Strings(), limits(), plain=True)  # differential forgot: learn again
+
+
+@pytest.mark.parametrize("kind", ["openpyxl", "excel"])
+def test_known_rows_out_of_order_or_twice(bases, area, kind):
+    sheet, strings = bases[kind]
+    rows = _rows(sheet)
+    for edit in (
+        sheet.replace(rows[3], b"\0").replace(rows[7], rows[3]).replace(b"\0", rows[7]),  # swapped
+        sheet.replace(rows[5], rows[5] + rows[5]),  # twice
+        sheet.replace(rows[5], rows[5] + rows[2]),  # an earlier one again
+        sheet.replace(rows[0], b""),  # one left out: still in order, the plain pass may take it
+    ):
+        _taught(sheet, area, strings)
+        p, e = differential(edit, area, strings)
+        assert p.plain == (e.after_run == [] and e.error is None and edit.count(b"<row ") < sheet.count(b"<row "))
+
+
+def test_known_rows_in_a_root_without_their_prefix(bases, area):
+    """The Excel-like rows carry x14ac:dyDescent: in a root that does not declare x14ac they are
+    not well-formed, although the same bytes were fine in the root that does."""
+    sheet, strings = bases["excel"]
+    bare = sheet.replace(b' xmlns:x14ac="http://schemas.microsoft.com/office/spreadsheetml/2009/9/ac"', b"")
+    assert bare != sheet
+    _taught(sheet, area, strings)
+    p, e = differential(bare, area, strings)
+    assert not p.plain and e.error is not None and e.error[1] == Code.XML_MALFORMED
+
+
+def test_known_rows_beside_a_malformed_outside(bases, area):
+    for kind in ("openpyxl", "excel"):
+        sheet, strings = bases[kind]
+        tail = sheet.rindex(b"</worksheet>")
+        for bad in (b'<pageMargins left="1" left="2"/>', b"<x>&bogus;</x>", b"<y></z>"):
+            edit = sheet[:tail] + bad + sheet[tail:]
+            _taught(sheet, area, strings)
+            p, e = differential(edit, area, strings)
+            assert not p.plain and e.error is not None and e.error[1] == Code.XML_MALFORMED
+
+
+def test_a_new_row_malformed_among_known_ones(bases, area):
+    sheet, strings = bases["openpyxl"]
+    rows = _rows(sheet)
+    target = next(r for r in rows if b"<c " in r and b"/>" in r)
+    for attrs in (b' ht="1" ht="2"', b" ht=", b' x:y="1"', b' ht="&bogus;"'):
+        edit = sheet.replace(target, re.sub(rb'^(<row r="[0-9]+")', lambda m: m.group(1) + attrs, target))
+        assert edit != sheet
+        _taught(sheet, area, strings)
+        p, e = differential(edit, area, strings)
+        assert not p.plain and e.error is not None, attrs
