@@ -33,6 +33,7 @@ import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 from xml.parsers import expat
 
@@ -315,10 +316,15 @@ def _number_text(v: str) -> str:
     return repr(f)
 
 
+_CONTROL_IN_NAME = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+@lru_cache(maxsize=4096)
 def _hostile_name(name: str) -> bool:
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or "\\" in name:
+    if name.startswith(("/", "\\")) or _DRIVE.match(name) or "\\" in name:
         return True
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+    if _CONTROL_IN_NAME.search(name):
         return True
     return any(part in ("..", ".") for part in name.split("/"))
 
@@ -389,7 +395,41 @@ _SI_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?si[\s/>]")
 _DTD_MARKS = X._DTD_MARKS
 
 
-def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits, keep: dict[str, bytes] | None = None) -> list[Problem]:
+#: parts already decompressed in this process, by everything that decides what ``ZipFile.read``
+#: gives for them (see :func:`_read_part`); the parts of one writer's template (theme, styles,
+#: relationships, the instructions sheet) are the same bytes in every returned file
+_PARTS: dict[tuple, bytes] = {}
+_PARTS_KEPT_AT_MOST = 256
+_PART_KEPT_BYTES = 64 * 1024
+
+
+def _read_part(zf: zipfile.ZipFile, info: zipfile.ZipInfo, container: bytes) -> bytes:
+    """``zf.read(info)``, once per distinct part in this process.
+
+    The key holds the entry's local header (but its time) and compressed bytes as they are
+    in the file (``container``), with the central directory's name, flags, method, size and
+    CRC: all that ``ZipFile.read`` decides on. A part not seen before is read by ``zipfile`` itself
+    (its checks, its exceptions); only parts up to 64 KB are kept (a unit's own input
+    sheet never recurs).
+    """
+    at = info.header_offset
+    head = container[at : at + 30]
+    if len(head) != 30:
+        return zf.read(info)
+    start = at + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
+    # (the local header's modification time, bytes 10-13, changes nothing read: left out)
+    key = (info.orig_filename, info.flag_bits, info.compress_type, info.file_size, info.CRC, head[:10], container[at + 14 : start + info.compress_size])
+    found = _PARTS.get(key)
+    if found is None:
+        found = zf.read(info)
+        if len(found) <= _PART_KEPT_BYTES:
+            if len(_PARTS) >= _PARTS_KEPT_AT_MOST:
+                _PARTS.clear()
+            _PARTS[key] = found
+    return found
+
+
+def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits, keep: dict[str, bytes] | None = None, container: bytes = b"") -> list[Problem]:
     """Decompress every part once (CRC and sizes checked) and bound what every XML part holds.
 
     From the bytes, at C speed: no XML part may declare a DOCTYPE or an entity
@@ -423,7 +463,7 @@ def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits, keep: dict[str
 
     for info in zf.infolist():
         try:
-            data = zf.read(info)
+            data = _read_part(zf, info, container)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
             return [_problem(name, Code.ZIP_CORRUPT, f"文件数据已损坏(内部条目 {info.filename[:60]} 无法解压:{type(exc).__name__}),请重新保存后报送")]
         original = data
@@ -453,12 +493,20 @@ def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits, keep: dict[str
     return []
 
 
-def _parse_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, start, limits: Limits) -> None:
-    with zf.open(info) as fh:
-        try:
-            _stream(fh, _parser(start), limits.xml_part_bytes)
-        except _Stop:
-            pass
+def _parse_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, start, limits: Limits, parts: dict[str, bytes] | None = None) -> None:
+    """Parse a small part with ``start`` as its start-element handler: from the bytes the container
+    checks kept (``parts``, by lower-case name), else streamed from the zip."""
+    data = parts.get(info.filename.lower()) if parts else None
+    try:
+        if data is None:
+            with zf.open(info) as fh:
+                _stream(fh, _parser(start), limits.xml_part_bytes)
+        elif len(data) > limits.xml_part_bytes:
+            raise Rejected(Code.ZIP_PART_TOO_LARGE, "")
+        else:
+            _parser(start).Parse(data, True)
+    except _Stop:
+        pass
 
 
 def _resolve(base_dir: str, target: str) -> str:
@@ -467,7 +515,7 @@ def _resolve(base_dir: str, target: str) -> str:
     return posixpath.normpath(posixpath.join(base_dir, target))
 
 
-def _rels(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], part: str, limits: Limits) -> list[dict[str, str]]:
+def _rels(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], part: str, limits: Limits, parts: dict[str, bytes] | None = None) -> list[dict[str, str]]:
     """Relationships of ``part``: Id, Type, Target (resolved to a part name), TargetMode."""
     d, base = posixpath.split(part)
     rels_name = posixpath.join(d, "_rels", base + ".rels")
@@ -486,11 +534,11 @@ def _rels(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], part: str, lim
                 target = _resolve(d, target)
             out.append({"Id": a.get("Id", ""), "Type": a.get("Type", ""), "Target": target, "TargetMode": a.get("TargetMode", "")})
 
-    _parse_small(zf, info, start, limits)
+    _parse_small(zf, info, start, limits, parts)
     return out
 
 
-def _structure(name: str, zf: zipfile.ZipFile, limits: Limits) -> tuple[list[Problem], Package | None]:
+def _structure(name: str, zf: zipfile.ZipFile, limits: Limits, parts: dict[str, bytes] | None = None) -> tuple[list[Problem], Package | None]:
     infos = {i.filename.lower(): i for i in zf.infolist()}
     names = set(infos)
     if "[content_types].xml" not in names:
@@ -507,10 +555,10 @@ def _structure(name: str, zf: zipfile.ZipFile, limits: Limits) -> tuple[list[Pro
         if _local(tag) in ("Override", "Default"):
             ctypes.append(attrs.get("ContentType", ""))
 
-    _parse_small(zf, infos["[content_types].xml"], ct_start, limits)
+    _parse_small(zf, infos["[content_types].xml"], ct_start, limits, parts)
     if any("macroenabled" in c.lower() for c in ctypes):
         return [_problem(name, Code.MACRO_ENABLED, "文件是启用宏的工作簿(.xlsm),出于安全考虑已拒收;请另存为不含宏的 .xlsx 工作簿", expected="不含宏的 .xlsx 自评表")], None
-    root_rels = _rels(zf, infos, "", limits) if "_rels/.rels" in names else []
+    root_rels = _rels(zf, infos, "", limits, parts) if "_rels/.rels" in names else []
     main = [r for r in root_rels if r["Type"].endswith(REL_OFFICE_DOCUMENT)]
     if any(r["Type"].startswith(STRICT_PREFIX) for r in root_rels):
         return [_problem(name, Code.STRICT_OOXML, "文件保存成了“Strict Open XML 电子表格”格式,无法读取;请在 Excel 中另存为“Excel 工作簿(*.xlsx)”")], None
@@ -542,14 +590,14 @@ def _structure(name: str, zf: zipfile.ZipFile, limits: Limits) -> tuple[list[Pro
             raise _Stop  # nothing further is needed
 
     try:
-        _parse_small(zf, wb_info, wb_start, limits)
+        _parse_small(zf, wb_info, wb_start, limits, parts)
     except expat.ExpatError as exc:
         return [_problem(name, Code.XML_MALFORMED, f"工作簿结构文件 {wb_part} 格式错误(第 {exc.lineno} 行),文件已损坏,请重新保存后报送")], None
     if flags["ns"] == NS_STRICT_MAIN or (flags["ns"] or "").startswith(STRICT_PREFIX):
         return [_problem(name, Code.STRICT_OOXML, "文件保存成了“Strict Open XML 电子表格”格式,无法读取;请在 Excel 中另存为“Excel 工作簿(*.xlsx)”")], None
     if flags["ns"] != NS_MAIN:
         return [_problem(name, Code.ZIP_NOT_XLSX, "文件中的工作簿不是标准的 Excel 格式(命名空间不符),请在 Excel/WPS 中另存为 .xlsx")], None
-    wb_rels = _rels(zf, infos, wb_part, limits)
+    wb_rels = _rels(zf, infos, wb_part, limits, parts)
     if flags["external"] or any(r["Type"].endswith(REL_EXTERNAL_LINK) for r in wb_rels):
         return [_problem(name, Code.EXTERNAL_LINK, "文件包含指向其他工作簿的外部链接,数值可能来自其他文件;请断开外部链接后保存", expected="不含外部链接的 .xlsx 自评表")], None
     by_id = {r["Id"]: r for r in wb_rels}
@@ -596,11 +644,11 @@ def open_package(data: bytes, name: str, limits: Limits = LIMITS) -> tuple[list[
             problems = _macro_or_links(name, zf)
         parts: dict[str, bytes] = {}
         if not problems:
-            problems = _stream_parts(name, zf, limits, parts)
+            problems = _stream_parts(name, zf, limits, parts, data)
         if problems:
             return problems[: limits.max_problems], None
         try:
-            problems, pkg = _structure(name, zf, limits)
+            problems, pkg = _structure(name, zf, limits, parts)
             if pkg is not None:
                 pkg.parts = parts
         except Rejected as exc:

@@ -719,3 +719,35 @@ def test_flow_over_the_demo_year_plus_the_corpus(tmp_path):
     assert set(states) == {p.name for p in mixed.iterdir()}
     assert all(states[p.name] != "scored" for p, _ in corpus.values())
     assert sum(manifest["file_states"].values()) == len(states)
+
+
+def _patched_entry(data: bytes, name: str, *, crc: bool = False, local_name: bool = False, payload: bool = False) -> bytes:
+    """One entry of a zip altered in place: its directory CRC, its local header's name, or a byte of its compressed data."""
+    pos, _, _ = next(r for r in _cd_records(data) if r[2] == name.encode())
+    local = struct.unpack("<I", data[pos + 42 : pos + 46])[0]
+    out = bytearray(data)
+    if crc:
+        out[pos + 16 : pos + 20] = struct.pack("<I", struct.unpack("<I", data[pos + 16 : pos + 20])[0] ^ 0x5A5A5A5A)
+    if local_name:
+        out[local + 30] ^= 0x20  # "x" -> "X": the directory and the local header disagree
+    if payload:
+        nlen, xlen = struct.unpack("<HH", data[local + 26 : local + 30])
+        out[local + 30 + nlen + xlen + 5] ^= 0xFF
+    return bytes(out)
+
+
+@pytest.mark.parametrize("how", ["crc", "local_name", "payload"])
+def test_a_part_seen_before_is_not_taken_on_trust(ctx, how):
+    """Pre-flight keeps the small parts it decompressed (a template's theme, styles, relationships
+    recur in every file): a file whose same-named part differs in its directory CRC, its local
+    header or its compressed bytes is judged afresh, as the first file of a run would be."""
+    from kaohe import preflight as PF
+
+    name = "xl/styles.xml"
+    bad = _patched_entry(ctx.good, name, **{how: True})
+    PF._PARTS.clear()
+    cold = PF.preflight(bad, "bad.xlsx")
+    assert preflight(ctx.good, "good.xlsx") == []  # the good file's parts are now kept
+    warm = PF.preflight(bad, "bad.xlsx")
+    assert [p.code for p in warm] == [p.code for p in cold] == [Code.ZIP_CORRUPT]
+    assert [p.message for p in warm] == [p.message for p in cold]
