@@ -114,6 +114,7 @@ def _child(conn, catalog: Catalog, registry: Registry, reader: Reader, memory_li
     # what the child holds for its life (catalog, registry, modules) is never garbage: the
     # collector no longer walks it after every few thousand allocations of a file's read
     gc.freeze()
+    first = True
     while True:
         try:
             task = conn.recv()
@@ -121,7 +122,9 @@ def _child(conn, catalog: Catalog, registry: Registry, reader: Reader, memory_li
             return
         if task is None:
             return
-        conn.send(("started",))  # the parent's clock for this file starts now, not at our start-up
+        if first:  # the parent's clock for our first file starts now, not at our start-up; later
+            conn.send(("started",))  # files start when it hands them over or when we report the one before
+            first = False
         _cpu_deadline(cpu_seconds)
         t0, c0 = time.perf_counter(), _cpu()
         try:
@@ -172,7 +175,8 @@ class _Worker:
         self.pid = self.proc.pid or 0
         self.queue: deque[tuple[int, Path]] = deque()  # handed over, in the order the child reads them
         self.since = time.monotonic()  # when the head of the queue became the child's next file
-        self.started: float | None = None  # when the child said it began the head (None: not yet)
+        self.started: float | None = None  # when the child began the head (None: not yet known)
+        self.running = False  # whether the child has started (it said so before its first file)
         self.given = 0
         self.done = 0
 
@@ -182,15 +186,18 @@ class _Worker:
 
     def give(self, index: int, path: Path) -> None:
         self.conn.send(str(path))
-        if not self.queue:
-            self.since, self.started = time.monotonic(), None
+        if not self.queue:  # an idle child that has started takes the file at once
+            self.since = time.monotonic()
+            self.started = self.since if self.running else None
         self.queue.append((index, path))
         self.given += 1
 
     def next_file(self) -> None:
-        """The head is finished: the next one in the queue is now the child's."""
+        """The head is finished: the next one in the queue is now the child's (it began it as
+        soon as it had sent the result: no message of its own, one wake-up fewer per file)."""
         self.queue.popleft()
-        self.since, self.started = time.monotonic(), None
+        self.since = time.monotonic()
+        self.started = self.since
 
     def deadline(self, time_limit: float | None) -> float | None:
         if not self.queue:
@@ -343,7 +350,7 @@ def read_isolated(
                         retire(w, failed=True, kill=True)
                         continue
                     if msg[0] == "started":
-                        w.started = now
+                        w.started, w.running = now, True
                         continue
                     _, outcome, payload, seconds, rss, cpu = msg
                     record(w, outcome, seconds, rss, cpu)
