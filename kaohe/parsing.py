@@ -207,19 +207,21 @@ def parse_cell(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:
     type), data type, number format and field: the same ones (是/否, a grade, a count) recur in
     thousands of files, so each is parsed once per process."""
     v = cell.value
-    key = (v, type(v), cell.data_type, cell.number_format, spec)
+    # the field by identity (its pydantic hash walks every attribute); the entry keeps the field
+    # itself, so the id cannot be reused by another one while the entry exists
+    key = (v, type(v), cell.data_type, cell.number_format, id(spec))
     try:
         found = _PARSED.get(key)
     except TypeError:  # an unhashable value (none of openpyxl's or kaohe's readers gives one)
         return _parse_cell(cell, spec)
-    if found is None:
+    if found is None or found[0] is not spec:
         if len(_PARSED) >= 100_000:
             _PARSED.clear()
-        found = _PARSED[key] = _parse_cell(cell, spec)
-    return found
+        found = _PARSED[key] = (spec, _parse_cell(cell, spec))
+    return found[1]
 
 
-_PARSED: dict[tuple, "Parsed | Rejected"] = {}
+_PARSED: dict[tuple, "tuple[FieldSpec, Parsed | Rejected]"] = {}
 
 
 def _parse_cell(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:

@@ -190,6 +190,12 @@ def _read_fingerprint(pkg: preflight.Package, res: ReadResult, catalog: Catalog,
 _FIXED: dict[L.Body, tuple[tuple, tuple | None]] = {}
 
 
+#: per number-format table (styles.xml), the raw cell each plain token of an input cell stands for:
+#: a cell's token (its address, style, type and stored text) and the formats decide its value, and
+#: most input cells (是/否, grades, blanks, small counts) recur from file to file
+_CELLS: dict[tuple[str, ...], dict[bytes, RawCell]] = {}
+
+
 def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> None:
     """Fixed-cell integrity, identity and the input cells, by the template's addresses."""
     _check_fixed(sheet, res, L.fixed_texts(lay.head_fixed))
@@ -207,10 +213,23 @@ def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> No
             _FIXED[lay.body] = (positions, tokens)  # the same bytes hold the same texts
     res.unit_id = lay.unit.unit_id
     res.identity = {key: _cell_text(sheet.value(address)[0]) for key, (_, _, address) in L.INPUT_IDENTITY.items()}
+    known = _CELLS.get(sheet.formats)
+    if known is None:
+        if len(_CELLS) >= 16:
+            _CELLS.clear()
+        known = _CELLS[sheet.formats] = {}
+    elif len(known) > 100_000:
+        known.clear()
     for block in lay.blocks:
         for _key, _spec, address in block.inputs():
-            value, data_type, number_format = sheet.value(address)
-            res.cells[address] = RawCell(address, value, data_type, number_format)
+            tok = sheet.token(address)
+            if tok is not None and tok[6] != b"s":
+                cell = known.get(tok[0])
+                if cell is None:
+                    cell = known[tok[0]] = RawCell(address, *sheet.value(address))
+            else:  # a shared string (its text is in another part), or a sheet the exact pass read
+                cell = RawCell(address, *sheet.value(address))
+            res.cells[address] = cell
 
 
 def _check_fixed(sheet: preflight.SheetRead, res: ReadResult, texts: tuple[tuple[str, str, str], ...]) -> None:

@@ -97,6 +97,10 @@ def _submission(unit_id, file, sha256, entries, identity, problems) -> Submissio
     return Submission(unit_id, file, sha256, entries, identity, problems)
 
 
+#: accepted entries by (raw cell, field, item, key) identity, with the cell and field themselves
+_ENTRIES: dict[tuple, tuple[RawCell, object, Entry]] = {}
+
+
 def parse_submission(read: ReadResult, catalog: Catalog, registry: Registry) -> Submission | None:
     """None when the file could not be tied to a unit (its problems stay on ``read``)."""
     if read.unit_id is None:
@@ -104,13 +108,26 @@ def parse_submission(read: ReadResult, catalog: Catalog, registry: Registry) -> 
     unit = registry.get(read.unit_id)
     lay = L.layout(catalog, unit)
     sub = Submission(read.unit_id, read.file, read.sha256, identity=dict(read.identity), problems=list(read.problems))
+    if len(_ENTRIES) > 20_000:
+        _ENTRIES.clear()
     for block in lay.blocks:
+        item_id = block.item_id
         for key, spec, addr in block.inputs():
+            cell = read.cells.get(addr)
+            if cell is None:
+                cell = RawCell(addr, None)
+            # the reader gives one RawCell object for the same token in every file
+            # (reading._CELLS): an accepted cell's entry is built once for all of them
+            memo = (id(cell), id(spec), item_id, key)
+            known = _ENTRIES.get(memo)
+            if known is not None and known[0] is cell and known[1] is spec:
+                sub.entries[(item_id, key)] = known[2]
+                continue
             label = spec.label
-            cell = read.cells.get(addr, RawCell(addr, None))
             result = parse_cell(cell, spec)
             if isinstance(result, Parsed):
-                entry = Entry(block.item_id, key, label, L.FORM_SHEET, addr, cell.text, result.value, result.note)
+                entry = Entry(item_id, key, label, L.FORM_SHEET, addr, cell.text, result.value, result.note)
+                _ENTRIES[memo] = (cell, spec, entry)  # holding both: their ids stay theirs
             else:
                 entry = Entry(block.item_id, key, label, L.FORM_SHEET, addr, cell.text, None, rejected=True)
                 sub.problems.append(

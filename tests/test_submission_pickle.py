@@ -42,3 +42,49 @@ def test_a_reviewed_copy_pickles_like_the_original():
     changed = sub.with_value("A1", "n", Decimal(4), "审核核减")
     back = pickle.loads(pickle.dumps(changed))
     assert back == changed and back.value("A1", "n") == Decimal(4) and sub.value("A1", "n") == Decimal(3)
+
+
+def test_remembered_cells_and_entries_give_what_a_fresh_process_gives(tmp_path, mini_catalog, registry, values):
+    """The reader shares one RawCell per token and parse_submission one Entry per accepted
+    cell (issue 8): reading the same files again, or after forgetting, gives equal results."""
+    from kaohe import reading, submission, xlsx
+
+    paths = write_submissions(mini_catalog, registry, values, tmp_path)
+    first = [ingest_file(p, mini_catalog, registry) for p in paths]
+    again = [ingest_file(p, mini_catalog, registry) for p in paths]  # everything remembered
+    reading._CELLS.clear(), submission._ENTRIES.clear(), xlsx.forget()
+    cold = [ingest_file(p, mini_catalog, registry) for p in paths]
+    for a, b, c in zip(first, again, cold):
+        assert a.submission == b.submission == c.submission and a.problems == b.problems == c.problems
+    # an entry is shared between units only where their cells hold the same token
+    a, b = (r.submission.entries for r in again[:2])
+    same = [k for k in a if a[k] is b[k]]
+    assert same and all(a[k].raw == b[k].raw and a[k].address == b[k].address for k in same)
+
+
+def test_an_entry_is_not_reused_for_another_cell_with_a_recycled_id(mini_catalog, registry, values, tmp_path):
+    """The entry memo is keyed by ids and checks the objects themselves: a new cell that got a
+    freed cell's id is parsed afresh."""
+    from kaohe import submission
+    from kaohe.parsing import RawCell
+
+    (path,) = write_submissions(mini_catalog, registry, {u: values[u] for u in sorted(values)[:1]}, tmp_path)
+    read = ingest_file(path, mini_catalog, registry)
+    addr, cell = next((a, c) for a, c in reading_cells(path, mini_catalog, registry).items() if isinstance(c.value, int))
+    other = RawCell(addr, cell.value + 1, cell.data_type, cell.number_format)
+    submission._ENTRIES.clear()
+    read.cells = {addr: cell}
+    base = submission.parse_submission(read, mini_catalog, registry)
+    (memo_key,) = [k for k in submission._ENTRIES if k[0] == id(cell)]
+    cell_, spec, entry = submission._ENTRIES.pop(memo_key)
+    submission._ENTRIES[(id(other), *memo_key[1:])] = (cell_, spec, entry)  # as if `other` had `cell`'s id
+    read.cells = {addr: other}
+    got = submission.parse_submission(read, mini_catalog, registry)
+    key = next(k for k, e in got.entries.items() if e.address == addr)
+    assert got.entries[key].value == base.entries[key].value + 1
+
+
+def reading_cells(path, catalog, registry):
+    from kaohe.reading import read_workbook
+
+    return read_workbook(path, catalog, registry).cells
