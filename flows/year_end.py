@@ -286,6 +286,7 @@ def _completed(batches: Iterable, submit: Callable, window: int, others: Iterabl
 
 def _ingest(files: list[Path], cat: Catalog, reg: Registry, cache, dask: bool) -> tuple[list[ReadResult], dict]:
     """Cache lookups, then the rest in batch tasks; results in the files' order."""
+    P.prepare_validation(cat)  # in a thread, while the readers work
     plan = P.ingest_plan(files, cache)
     stage = progress().stage("ingest", "读取并解析自评表", total=len(files), unit="份")
     # equal batches: each starts its own isolated reader child (catalog and registry sent, caches

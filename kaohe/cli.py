@@ -112,6 +112,10 @@ def cmd_run(args) -> int:
     from kaohe.flows.year_end import year_end
 
     PG.use(PG.Progress(quiet=args.quiet))
+    if not args.dask:
+        from kaohe.isolation import start_fork_server
+
+        start_fork_server()  # the readers' fork server starts while Prefect starts its server
     flow = year_end
     if args.dask:
         try:

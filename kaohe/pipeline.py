@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,6 +137,7 @@ def ingest_stage(
 ) -> list[ReadResult]:
     """Every file read and parsed, in order, without Prefect (the flow runs the same steps as
     tasks): cache lookups, then the rest in ``workers`` isolated children."""
+    prepare_validation(catalog)
     plan = ingest_plan(paths, cache)
     todo = [p for _, p in plan.todo]
     n = workers or min(os.cpu_count() or 1, 4)
@@ -156,7 +158,37 @@ def parse_stage(reads: list[ReadResult], catalog: Catalog, registry: Registry) -
     return subs
 
 
+#: validation being prepared in a thread, by catalog content (see :func:`prepare_validation`)
+_PREPARING: dict[str, threading.Thread] = {}
+
+
+def prepare_validation(catalog: Catalog) -> None:
+    """Start paying validation's one-time costs (pandera's first use) in a thread of this
+    process, while the reader children work and this process mostly waits on them;
+    :func:`validate_stage` waits for it. Once per catalog and process."""
+    key = catalog.content_hash
+    if key in _PREPARING or key in _PREPARED:
+        return
+    from kaohe.schemas import validation as V
+
+    def run() -> None:
+        try:
+            V.prepare(catalog)
+        except Exception:  # noqa: BLE001 - validation itself reports whatever is wrong
+            pass
+        _PREPARED.add(key)
+
+    t = _PREPARING[key] = threading.Thread(target=run, name="kaohe-prepare-validation", daemon=True)
+    t.start()
+
+
+_PREPARED: set[str] = set()
+
+
 def validate_stage(reads: list[ReadResult], subs: list[Submission], catalog: Catalog, registry: Registry) -> Intake:
+    pending = _PREPARING.pop(catalog.content_hash, None)
+    if pending is not None:
+        pending.join()
     intake = Intake()
     by_file = validate_submissions(subs, catalog, registry)
     for r in reads:

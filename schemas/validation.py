@@ -263,6 +263,14 @@ def _failures(exc: pa.errors.SchemaErrors) -> list[_Failure]:
     return out
 
 
+def prepare(catalog: Catalog) -> None:
+    """Pay validation's one-time costs ahead (kaohe.pipeline does it while the readers work):
+    the catalog's schema, and pandera's first use, which probes its optional backends and
+    imports its validators (~0.5-1 s on a cold process). Changes no result."""
+    build_schema(catalog)
+    identity_problems([Submission("", "", "")])  # a failing row: the whole lazy path, errors included
+
+
 def validate_submissions(subs: list[Submission], catalog: Catalog, registry: Registry) -> dict[str, list[Problem]]:
     """All problems per file: parse problems, identity problems and every schema failure."""
     problems: dict[str, list[Problem]] = {s.file: list(s.problems) for s in subs}

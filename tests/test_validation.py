@@ -145,3 +145,32 @@ def test_validate_exit_zero_when_clean(mini_catalog, tmp_path, capsys):
     generate(mini_catalog, base, tmp_path, seed=11)
     code = main(["validate", "--catalog", str(DATA / "mini_catalog.yaml"), "--registry", str(tmp_path / "registry.csv"), str(tmp_path / "submissions")])
     assert code == 0, capsys.readouterr().out
+
+
+def test_validation_prepared_in_a_thread_changes_nothing(mini_catalog, registry, clean_values, tmp_path, monkeypatch):
+    """ingest_stage starts paying pandera's first-use costs in a thread; validate_stage waits for
+    it. Prepared, not prepared, or a preparation that failed: the same problems."""
+    from kaohe.schemas import validation as V
+
+    bad = dict(clean_values["QX02"])
+    key = next(k for k, v in bad.items() if str(v).isdigit())
+    bad[key] = "很多"
+    files = write_submissions(mini_catalog, registry, {"QX02": bad, "QX01": clean_values["QX01"]}, tmp_path)
+
+    def run(prepare):
+        P._PREPARING.clear(), P._PREPARED.clear()
+        monkeypatch.setattr(V, "prepare", prepare)
+        reads = P.ingest_stage(files, mini_catalog, registry, isolate=False)  # starts the thread
+        intake = P.validate_stage(reads, P.parse_stage(reads, mini_catalog, registry), mini_catalog, registry)
+        assert not P._PREPARING  # waited for and dropped
+        return {f: [(p.code, p.cell, p.message) for p in ps] for f, ps in intake.problems.items()}
+
+    def broken(_catalog):
+        raise RuntimeError("preparation failed")
+
+    real = V.prepare
+    prepared, failed = run(real), run(broken)
+    P._PREPARING.clear()
+    reads = P.read_stage(files, mini_catalog, registry, isolate=False)
+    plain = {f: [(p.code, p.cell, p.message) for p in ps] for f, ps in P.validate_stage(reads, P.parse_stage(reads, mini_catalog, registry), mini_catalog, registry).problems.items()}
+    assert prepared == failed == plain and any(plain.values())
