@@ -215,7 +215,7 @@ def parse_cell(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:
     except TypeError:  # an unhashable value (none of openpyxl's or kaohe's readers gives one)
         return _parse_cell(cell, spec)
     if found is None or found[0] is not spec:
-        if len(_PARSED) >= 100_000:
+        if len(_PARSED) >= 20_000:
             _PARSED.clear()
         found = _PARSED[key] = (spec, _parse_cell(cell, spec))
     return found[1]

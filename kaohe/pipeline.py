@@ -132,6 +132,10 @@ def ingest_finish(plan: IngestPlan, read: list[tuple[int, ReadResult]], cache: I
     return [out[i] for i in range(len(plan.files))]
 
 
+#: files one reader child reads in ingest_stage before a fresh one takes over
+READS_PER_CHILD = 500
+
+
 def ingest_stage(
     paths: list[Path], catalog: Catalog, registry: Registry, *, cache: IngestCache | None = None, workers: int | None = None, isolate: bool = True
 ) -> list[ReadResult]:
@@ -142,7 +146,9 @@ def ingest_stage(
     todo = [p for _, p in plan.todo]
     n = workers or min(os.cpu_count() or 1, 4)
     if isolate:
-        fresh = read_isolated(todo, catalog, registry, reader=ingest_file, workers=n, max_tasks_per_child=10_000)
+        # a fresh child every 500 files (~0.1 s each): what a child remembers between files
+        # (kaohe.xlsx, reading, submission) stays well under its memory limit
+        fresh = read_isolated(todo, catalog, registry, reader=ingest_file, workers=n, max_tasks_per_child=READS_PER_CHILD)
     else:
         fresh = read_in_process(todo, catalog, registry, reader=ingest_file)
     return ingest_finish(plan, [(i, r) for (i, _), r in zip(plan.todo, fresh)], cache)

@@ -218,7 +218,7 @@ def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> No
         if len(_CELLS) >= 16:
             _CELLS.clear()
         known = _CELLS[sheet.formats] = {}
-    elif len(known) > 100_000:
+    elif len(known) > 20_000:
         known.clear()
     for block in lay.blocks:
         for _key, _spec, address in block.inputs():

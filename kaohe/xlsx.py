@@ -632,7 +632,7 @@ _CLOSE_ROW = (0, -1)
 #: per area, what each cell of a plain sheet means, by its bytes after "<c " (:func:`_cell_part`):
 #: a template's cells recur in every file of its layout, so most are judged once per run
 _MEMOS: dict[tuple[int, int, int, int], dict[bytes, tuple | bool]] = {}
-_MEMO_SIZE = 200_000
+_MEMO_SIZE = 20_000
 #: what each head of a piece (its rows before the first cell) means (:func:`_head`)
 _HEADS: dict[bytes, tuple | bool] = {}
 
@@ -689,7 +689,9 @@ def _judge(tok: tuple, area: tuple[int, int, int, int]) -> tuple | bool:
 #: per (area, root start tag), what each piece of sheetData between two "</row>" means
 #: (:func:`_piece`), for pieces proved well-formed in that root's namespace context
 _PIECE_MEMOS: dict[tuple, dict[bytes, tuple]] = {}
-_PIECES = 20_000
+_PIECES = 5_000
+#: hashes of the pieces seen once (see :func:`plain_pass`)
+_SIGHTED: set[int] = set()
 #: the parts of a sheet outside sheetData (before it, after it) found well-formed
 _OUTSIDE: dict[tuple[bytes, bytes], bool] = {}
 
@@ -814,7 +816,7 @@ def _merge_texts(refs: tuple[bytes, ...]) -> tuple[str, ...]:
 
 def forget() -> None:
     """Drop what the plain pass has learnt in this process (tests compare it warm and cold)."""
-    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _OUTSIDE, _POS, _ROW_ATTRS):
+    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _OUTSIDE, _POS, _ROW_ATTRS, _SIGHTED):
         memo.clear()
     for cached in (_merge_refs, _merge_texts, _merge_plan):
         cached.cache_clear()
@@ -905,9 +907,18 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
         rows = b"".join([piece + b"</row>" for piece, _ in novel])
         if not _well_formed(b"".join((root, b"<sheetData>", rows, last, b"</sheetData></worksheet>"))):
             return False
+        # kept from its second sighting on: most new pieces hold what one unit typed and never
+        # recur, a template's rows recur in every file (a first sighting costs its hash only)
         if len(memo) + len(novel) > _PIECES:
             memo.clear()
-        memo.update(novel)
+        if len(_SIGHTED) > 4 * _PIECES:
+            _SIGHTED.clear()
+        for piece, j in novel:
+            h = hash(piece)
+            if h in _SIGHTED:
+                memo[piece] = j
+            else:
+                _SIGHTED.add(h)
     texts = _merge_texts(merges)
     _events, structural, hidden = _merge_plan(texts, scan.area)
     if structural or not hidden.isdisjoint(filled):
