@@ -207,6 +207,8 @@ def parse_cell(cell: RawCell, spec: FieldSpec) -> Parsed | Rejected:
     type), data type, number format and field: the same ones (是/否, a grade, a count) recur in
     thousands of files, so each is parsed once per process."""
     v = cell.value
+    if isinstance(v, str) and len(v) > 256:
+        return _parse_cell(cell, spec)  # a long text does not recur: not remembered
     # the field by identity (its pydantic hash walks every attribute); the entry keeps the field
     # itself, so the id cannot be reused by another one while the entry exists
     key = (v, type(v), cell.data_type, cell.number_format, id(spec))

@@ -414,18 +414,23 @@ def _read_part(zf: zipfile.ZipFile, info: zipfile.ZipInfo, container: bytes) -> 
     """
     at = info.header_offset
     head = container[at : at + 30]
-    if len(head) != 30:
+    if info.file_size > _PART_KEPT_BYTES or len(head) != 30:
         return zf.read(info)
     start = at + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
-    # (the local header's modification time, bytes 10-13, changes nothing read: left out)
-    key = (info.orig_filename, info.flag_bits, info.compress_type, info.file_size, info.CRC, head[:10], container[at + 14 : start + info.compress_size])
+    if start + info.compress_size > len(container):
+        return zf.read(info)  # runs past the end: zipfile says how
+    # (the local header's modification time, bytes 10-13, changes nothing read: left out; the
+    # end offset newer zipfile versions check entries against is in)
+    key = (
+        info.orig_filename, info.flag_bits, info.compress_type, info.file_size, info.compress_size, info.CRC,
+        getattr(info, "_end_offset", None), head[:10], container[at + 14 : start + info.compress_size],
+    )
     found = _PARTS.get(key)
     if found is None:
         found = zf.read(info)
-        if len(found) <= _PART_KEPT_BYTES:
-            if len(_PARTS) >= _PARTS_KEPT_AT_MOST:
-                _PARTS.clear()
-            _PARTS[key] = found
+        if len(_PARTS) >= _PARTS_KEPT_AT_MOST:
+            _PARTS.clear()
+        _PARTS[key] = found
     return found
 
 
@@ -498,11 +503,9 @@ def _parse_small(zf: zipfile.ZipFile, info: zipfile.ZipInfo, start, limits: Limi
     checks kept (``parts``, by lower-case name), else streamed from the zip."""
     data = parts.get(info.filename.lower()) if parts else None
     try:
-        if data is None:
+        if data is None or len(data) > limits.xml_part_bytes:  # (streamed: stops where it always did)
             with zf.open(info) as fh:
                 _stream(fh, _parser(start), limits.xml_part_bytes)
-        elif len(data) > limits.xml_part_bytes:
-            raise Rejected(Code.ZIP_PART_TOO_LARGE, "")
         else:
             _parser(start).Parse(data, True)
     except _Stop:

@@ -215,7 +215,7 @@ def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> No
     res.identity = {key: _cell_text(sheet.value(address)[0]) for key, (_, _, address) in L.INPUT_IDENTITY.items()}
     known = _CELLS.get(sheet.formats)
     if known is None:
-        if len(_CELLS) >= 16:
+        if len(_CELLS) >= 4:
             _CELLS.clear()
         known = _CELLS[sheet.formats] = {}
     elif len(known) > 20_000:
@@ -223,7 +223,7 @@ def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> No
     for block in lay.blocks:
         for _key, _spec, address in block.inputs():
             tok = sheet.token(address)
-            if tok is not None and tok[6] != b"s":
+            if tok is not None and tok[6] != b"s" and len(tok[0]) <= 256:  # (a long text does not recur)
                 cell = known.get(tok[0])
                 if cell is None:
                     cell = known[tok[0]] = RawCell(address, *sheet.value(address))

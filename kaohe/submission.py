@@ -127,7 +127,8 @@ def parse_submission(read: ReadResult, catalog: Catalog, registry: Registry) -> 
             result = parse_cell(cell, spec)
             if isinstance(result, Parsed):
                 entry = Entry(item_id, key, label, L.FORM_SHEET, addr, cell.text, result.value, result.note)
-                _ENTRIES[memo] = (cell, spec, entry)  # holding both: their ids stay theirs
+                if len(entry.raw) <= 256:
+                    _ENTRIES[memo] = (cell, spec, entry)  # holding both: their ids stay theirs
             else:
                 entry = Entry(block.item_id, key, label, L.FORM_SHEET, addr, cell.text, None, rejected=True)
                 sub.problems.append(

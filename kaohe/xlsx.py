@@ -690,6 +690,15 @@ def _judge(tok: tuple, area: tuple[int, int, int, int]) -> tuple | bool:
 #: (:func:`_piece`), for pieces proved well-formed in that root's namespace context
 _PIECE_MEMOS: dict[tuple, dict[bytes, tuple]] = {}
 _PIECES = 5_000
+#: what a reader child remembers is bounded in bytes, not only in entries, so that what it read
+#: before can never take the room the next file needs: pieces, cells and heads, the parts
+#: outside sheetData (and its merges) above these sizes are judged every time
+_KEPT_PIECE_BYTES = 16 * 1024
+_KEPT_PART_BYTES = 512
+_KEPT_OUTSIDE_BYTES = 256 * 1024
+#: the pieces kept, all memos together (their bytes; what a piece means costs about as much again)
+_KEPT_PIECES_BYTES = 8 * 1024 * 1024
+_PIECE_BYTES = 0
 #: hashes of the pieces seen once (see :func:`plain_pass`)
 _SIGHTED: set[int] = set()
 #: the parts of a sheet outside sheetData (before it, after it) found well-formed
@@ -697,6 +706,8 @@ _OUTSIDE: dict[tuple[bytes, bytes], bool] = {}
 
 
 def _piece_memo(area: tuple[int, int, int, int], root: bytes) -> dict[bytes, tuple]:
+    if len(root) > 4096:
+        return {}  # an outlandish root tag: nothing remembered under it
     key = (area, root)
     memo = _PIECE_MEMOS.get(key)
     if memo is None:
@@ -711,6 +722,8 @@ def _outside_well_formed(head: bytes, tail: bytes) -> bool:
     with "</sheetData>") is well-formed: with its rows proved well-formed in the root's context,
     so is the whole part (nothing between the root and sheetData is left open, and sheetData has
     no attributes, so its rows see exactly the root's namespace declarations)."""
+    if len(head) + len(tail) > _KEPT_OUTSIDE_BYTES:
+        return _well_formed(head + tail)
     key = (head, tail)
     ok = _OUTSIDE.get(key)
     if ok is None:
@@ -740,9 +753,11 @@ def _piece(piece: bytes, area: tuple[int, int, int, int], *, closed: bool) -> tu
         memo = _MEMOS[area] = {}
     head = _HEADS.get(parts[0])
     if head is None:
-        if len(_HEADS) > _MEMO_SIZE:
-            _HEADS.clear()
-        head = _HEADS[parts[0]] = _head(parts[0])
+        head = _head(parts[0])
+        if len(parts[0]) <= _KEPT_PART_BYTES:
+            if len(_HEADS) > _MEMO_SIZE:
+                _HEADS.clear()
+            _HEADS[parts[0]] = head
     if not head or head[2] != closed or (len(parts) > 1 and not closed):
         return False
     first, row = head[0], head[1]
@@ -754,7 +769,9 @@ def _piece(piece: bytes, area: tuple[int, int, int, int], *, closed: bool) -> tu
     for part in parts[1:]:
         cell = get(part)
         if cell is None:
-            cell = memo[part] = _cell_part(part, area)
+            cell = _cell_part(part, area)
+            if len(part) <= _KEPT_PART_BYTES:  # a long typed text does not recur
+                memo[part] = cell
         if not cell:
             return False
         j = cell[0]
@@ -798,10 +815,19 @@ def _cell_part(part: bytes, area: tuple[int, int, int, int]) -> tuple | bool:
     return (j, tok) if j else False
 
 
-@lru_cache(maxsize=64)
 def _merge_refs(inner: bytes) -> tuple[bytes, ...] | None:
     """The refs of a plain mergeCells' content (nothing but <mergeCell ref="..."/>), else None.
-    A sheet's merges are its template's: the same bytes in every file of a layout."""
+    A sheet's merges are its template's: the same bytes in every file of a layout (remembered
+    up to 256 KB of them)."""
+    return _merge_refs_kept(inner) if len(inner) <= _KEPT_OUTSIDE_BYTES else _merge_refs_of(inner)
+
+
+@lru_cache(maxsize=64)
+def _merge_refs_kept(inner: bytes) -> tuple[bytes, ...] | None:
+    return _merge_refs_of(inner)
+
+
+def _merge_refs_of(inner: bytes) -> tuple[bytes, ...] | None:
     refs, covered = [], 0
     for mm in _MERGE.finditer(inner):
         refs.append(mm.group(1))
@@ -814,11 +840,38 @@ def _merge_texts(refs: tuple[bytes, ...]) -> tuple[str, ...]:
     return tuple(x.decode("utf-8") for x in refs)
 
 
+def _remember(area: tuple[int, int, int, int], root: bytes, novel: list[tuple[bytes, tuple]]) -> None:
+    """Keep new pieces proved well-formed, from their second sighting on: most hold what one
+    unit typed and never recur, a template's rows recur in every file (a first sighting costs
+    its hash only). Bounded in entries per memo and in bytes over all of them."""
+    global _PIECE_BYTES
+    if _PIECE_BYTES > _KEPT_PIECES_BYTES:
+        _PIECE_MEMOS.clear()
+        _PIECE_BYTES = 0
+    memo = _piece_memo(area, root)
+    if len(memo) + len(novel) > _PIECES:
+        _PIECE_BYTES -= sum(map(len, memo))
+        memo.clear()
+    if len(_SIGHTED) > 4 * _PIECES:
+        _SIGHTED.clear()
+    for piece, j in novel:
+        if len(piece) > _KEPT_PIECE_BYTES:
+            continue
+        h = hash(piece)
+        if h in _SIGHTED:
+            memo[piece] = j
+            _PIECE_BYTES += len(piece)
+        else:
+            _SIGHTED.add(h)
+
+
 def forget() -> None:
     """Drop what the plain pass has learnt in this process (tests compare it warm and cold)."""
-    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _OUTSIDE, _POS, _ROW_ATTRS, _SIGHTED):
+    global _PIECE_BYTES
+    _PIECE_BYTES = 0
+    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _OUTSIDE, _POS, _ROW_ATTRS, _SIGHTED, _FORMATS):
         memo.clear()
-    for cached in (_merge_refs, _merge_texts, _merge_plan):
+    for cached in (_merge_refs_kept, _merge_texts, _merge_plan):
         cached.cache_clear()
 
 
@@ -907,18 +960,7 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
         rows = b"".join([piece + b"</row>" for piece, _ in novel])
         if not _well_formed(b"".join((root, b"<sheetData>", rows, last, b"</sheetData></worksheet>"))):
             return False
-        # kept from its second sighting on: most new pieces hold what one unit typed and never
-        # recur, a template's rows recur in every file (a first sighting costs its hash only)
-        if len(memo) + len(novel) > _PIECES:
-            memo.clear()
-        if len(_SIGHTED) > 4 * _PIECES:
-            _SIGHTED.clear()
-        for piece, j in novel:
-            h = hash(piece)
-            if h in _SIGHTED:
-                memo[piece] = j
-            else:
-                _SIGHTED.add(h)
+        _remember(scan.area, root, novel)
     texts = _merge_texts(merges)
     _events, structural, hidden = _merge_plan(texts, scan.area)
     if structural or not hidden.isdisjoint(filled):
@@ -969,6 +1011,8 @@ def number_formats(data: bytes | None) -> tuple[str, ...]:
     """
     if not data:
         return ()
+    if len(data) > _KEPT_OUTSIDE_BYTES:
+        return tuple(_number_formats(data))  # not remembered: a styles part this large is no template's
     found = _FORMATS.get(data)
     if found is None:
         if len(_FORMATS) >= 64:

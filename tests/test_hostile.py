@@ -721,11 +721,14 @@ def test_flow_over_the_demo_year_plus_the_corpus(tmp_path):
     assert sum(manifest["file_states"].values()) == len(states)
 
 
-def _patched_entry(data: bytes, name: str, *, crc: bool = False, local_name: bool = False, payload: bool = False) -> bytes:
-    """One entry of a zip altered in place: its directory CRC, its local header's name, or a byte of its compressed data."""
+def _patched_entry(data: bytes, name: str, *, crc: bool = False, local_name: bool = False, payload: bool = False, longer: bool = False) -> bytes:
+    """One entry of a zip altered in place: its directory CRC, its local header's name, a byte of
+    its compressed data, or its compressed size in the directory (a few bytes more)."""
     pos, _, _ = next(r for r in _cd_records(data) if r[2] == name.encode())
     local = struct.unpack("<I", data[pos + 42 : pos + 46])[0]
     out = bytearray(data)
+    if longer:
+        out[pos + 20 : pos + 24] = struct.pack("<I", struct.unpack("<I", data[pos + 20 : pos + 24])[0] + 4)
     if crc:
         out[pos + 16 : pos + 20] = struct.pack("<I", struct.unpack("<I", data[pos + 16 : pos + 20])[0] ^ 0x5A5A5A5A)
     if local_name:
@@ -736,18 +739,40 @@ def _patched_entry(data: bytes, name: str, *, crc: bool = False, local_name: boo
     return bytes(out)
 
 
-@pytest.mark.parametrize("how", ["crc", "local_name", "payload"])
-def test_a_part_seen_before_is_not_taken_on_trust(ctx, how):
+@pytest.mark.parametrize("how", ["crc", "local_name", "payload", "longer"])
+@pytest.mark.parametrize("name", ["xl/styles.xml", "last"])
+def test_a_part_seen_before_is_not_taken_on_trust(ctx, how, name):
     """Pre-flight keeps the small parts it decompressed (a template's theme, styles, relationships
-    recur in every file): a file whose same-named part differs in its directory CRC, its local
-    header or its compressed bytes is judged afresh, as the first file of a run would be."""
+    recur in every file): a file whose same-named part differs in its directory CRC or compressed
+    size, its local header or its compressed bytes is judged afresh, as the first file of a run
+    would be (the last entry: a longer size runs past the end of the file)."""
     from kaohe import preflight as PF
 
-    name = "xl/styles.xml"
+    if name == "last":
+        name = max(_cd_records(ctx.good), key=lambda r: struct.unpack("<I", ctx.good[r[0] + 42 : r[0] + 46])[0])[2].decode()
     bad = _patched_entry(ctx.good, name, **{how: True})
     PF._PARTS.clear()
     cold = PF.preflight(bad, "bad.xlsx")
-    assert preflight(ctx.good, "good.xlsx") == []  # the good file's parts are now kept
+    assert preflight(ctx.good, "good.xlsx") == []
+    assert any(k[0] == name for k in PF._PARTS)  # the good file's part is kept
     warm = PF.preflight(bad, "bad.xlsx")
-    assert [p.code for p in warm] == [p.code for p in cold] == [Code.ZIP_CORRUPT]
-    assert [p.message for p in warm] == [p.message for p in cold]
+    assert cold or how == "longer", "the altered file must be refused"  # (a longer size alone may pass)
+    assert [(p.code, p.message) for p in warm] == [(p.code, p.message) for p in cold]
+
+
+def test_a_file_after_the_first_keeps_its_time_limit(mini_catalog, registry, ctx, tmp_path):
+    """A reader child says "started" only before its first file; the parent dates the next ones
+    itself (when it hands a file to an idle child, or when the file before is reported). The
+    slow file here is a child's second and third: each still times out after its own limit."""
+    names = ["a_good.xlsx", "slow_1.xlsx", "slow_2.xlsx", "b_good.xlsx"]
+    for n in names:
+        (tmp_path / n).write_bytes(ctx.good)
+    stats: list[ReadStats] = []
+    t0 = time.monotonic()
+    reads = read_isolated([tmp_path / n for n in names], mini_catalog, registry, reader=hostile_reader, workers=1, time_limit=2, stats=stats)
+    took = time.monotonic() - t0
+    assert [[p.code for p in r.problems] for r in reads] == [[], [Code.READ_TIMEOUT], [Code.READ_TIMEOUT], []]
+    slow = [s for s in stats if s.file.startswith("slow")]
+    assert [s.outcome for s in slow] == ["timeout", "timeout"]
+    assert all(2 <= s.seconds < 4 for s in slow), slow
+    assert took < 20

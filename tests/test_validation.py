@@ -158,19 +158,21 @@ def test_validation_prepared_in_a_thread_changes_nothing(mini_catalog, registry,
     files = write_submissions(mini_catalog, registry, {"QX02": bad, "QX01": clean_values["QX01"]}, tmp_path)
 
     def run(prepare):
-        P._PREPARING.clear(), P._PREPARED.clear()
-        monkeypatch.setattr(V, "prepare", prepare)
+        V._SCHEMAS.clear()  # each run builds its own schema: none poisons the next
+        monkeypatch.setattr(P, "_PREPARING", {})
+        monkeypatch.setattr(P, "_PREPARED", set())
+        if prepare is None:
+            monkeypatch.setattr(P, "prepare_validation", lambda _catalog: None)
+        else:
+            monkeypatch.setattr(V, "prepare", prepare)
         reads = P.ingest_stage(files, mini_catalog, registry, isolate=False)  # starts the thread
         intake = P.validate_stage(reads, P.parse_stage(reads, mini_catalog, registry), mini_catalog, registry)
         assert not P._PREPARING  # waited for and dropped
+        monkeypatch.undo()
         return {f: [(p.code, p.cell, p.message) for p in ps] for f, ps in intake.problems.items()}
 
     def broken(_catalog):
         raise RuntimeError("preparation failed")
 
-    real = V.prepare
-    prepared, failed = run(real), run(broken)
-    P._PREPARING.clear()
-    reads = P.read_stage(files, mini_catalog, registry, isolate=False)
-    plain = {f: [(p.code, p.cell, p.message) for p in ps] for f, ps in P.validate_stage(reads, P.parse_stage(reads, mini_catalog, registry), mini_catalog, registry).problems.items()}
-    assert prepared == failed == plain and any(plain.values())
+    plain = run(None)  # no preparation at all: the baseline
+    assert plain == run(V.prepare) == run(broken) and any(plain.values())
