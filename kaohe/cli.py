@@ -112,10 +112,6 @@ def cmd_run(args) -> int:
     from kaohe.flows.year_end import year_end
 
     PG.use(PG.Progress(quiet=args.quiet))
-    if not args.dask:
-        from kaohe.isolation import start_fork_server
-
-        start_fork_server()  # the readers' fork server starts while Prefect starts its server
     flow = year_end
     if args.dask:
         try:
@@ -124,6 +120,10 @@ def cmd_run(args) -> int:
             print("使用 --dask 需要先安装 prefect-dask:pip install -e \".[dask]\"", file=sys.stderr)
             return 2
         flow = year_end.with_options(task_runner=DaskTaskRunner(address=args.dask))
+    else:
+        from kaohe.isolation import start_fork_server
+
+        start_fork_server()  # the readers' fork server starts while Prefect starts its server
     run = flow(
         year=args.year,
         catalog=args.catalog,

@@ -187,7 +187,6 @@ class _Worker:
         self.queue: deque[tuple[int, Path]] = deque()  # handed over, in the order the child reads them
         self.since = time.monotonic()  # when the head of the queue became the child's next file
         self.started: float | None = None  # when the child began the head (None: not yet known)
-        self.running = False  # whether the child has started (it said so before its first file)
         self.given = 0
         self.done = 0
 
@@ -197,9 +196,9 @@ class _Worker:
 
     def give(self, index: int, path: Path) -> None:
         self.conn.send(str(path))
-        if not self.queue:  # an idle child that has started takes the file at once
+        if not self.queue:  # idle: a child that has read a file (it has started) takes it at once
             self.since = time.monotonic()
-            self.started = self.since if self.running else None
+            self.started = self.since if self.given else None
         self.queue.append((index, path))
         self.given += 1
 
@@ -361,7 +360,7 @@ def read_isolated(
                         retire(w, failed=True, kill=True)
                         continue
                     if msg[0] == "started":
-                        w.started, w.running = now, True
+                        w.started = now
                         continue
                     _, outcome, payload, seconds, rss, cpu = msg
                     record(w, outcome, seconds, rss, cpu)

@@ -172,23 +172,20 @@ def prepare_validation(catalog: Catalog) -> None:
     """Start paying validation's one-time costs (pandera's first use) in a thread of this
     process, while the reader children work and this process mostly waits on them;
     :func:`validate_stage` waits for it. Once per catalog and process."""
-    key = catalog.content_hash
-    if key in _PREPARING or key in _PREPARED:
-        return
     from kaohe.schemas import validation as V
+
+    key = catalog.content_hash
+    if key in _PREPARING or key in V._SCHEMAS:  # being prepared, or validation has run here
+        return
 
     def run() -> None:
         try:
             V.prepare(catalog)
         except Exception:  # noqa: BLE001 - validation itself reports whatever is wrong
             pass
-        _PREPARED.add(key)
 
     t = _PREPARING[key] = threading.Thread(target=run, name="kaohe-prepare-validation", daemon=True)
     t.start()
-
-
-_PREPARED: set[str] = set()
 
 
 def validate_stage(reads: list[ReadResult], subs: list[Submission], catalog: Catalog, registry: Registry) -> Intake:

@@ -425,13 +425,7 @@ def _read_part(zf: zipfile.ZipFile, info: zipfile.ZipInfo, container: bytes) -> 
         info.orig_filename, info.flag_bits, info.compress_type, info.file_size, info.compress_size, info.CRC,
         getattr(info, "_end_offset", None), head[:10], container[at + 14 : start + info.compress_size],
     )
-    found = _PARTS.get(key)
-    if found is None:
-        found = zf.read(info)
-        if len(_PARTS) >= _PARTS_KEPT_AT_MOST:
-            _PARTS.clear()
-        _PARTS[key] = found
-    return found
+    return X.remembered(_PARTS, key, lambda: zf.read(info), at_most=_PARTS_KEPT_AT_MOST)
 
 
 def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits, keep: dict[str, bytes] | None = None, container: bytes = b"") -> list[Problem]:

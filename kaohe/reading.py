@@ -23,6 +23,7 @@ from kaohe.catalog import Catalog
 from kaohe.errors import Code, Problem
 from kaohe.parsing import RawCell, normalize_text
 from kaohe.registry import Registry
+from kaohe.xlsx import remembered
 
 if TYPE_CHECKING:  # pragma: no cover
     from kaohe.submission import Submission
@@ -213,12 +214,8 @@ def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> No
             _FIXED[lay.body] = (positions, tokens)  # the same bytes hold the same texts
     res.unit_id = lay.unit.unit_id
     res.identity = {key: _cell_text(sheet.value(address)[0]) for key, (_, _, address) in L.INPUT_IDENTITY.items()}
-    known = _CELLS.get(sheet.formats)
-    if known is None:
-        if len(_CELLS) >= 4:
-            _CELLS.clear()
-        known = _CELLS[sheet.formats] = {}
-    elif len(known) > 20_000:
+    known = remembered(_CELLS, sheet.formats, dict, at_most=4)
+    if len(known) > 20_000:
         known.clear()
     for block in lay.blocks:
         for _key, _spec, address in block.inputs():

@@ -130,21 +130,21 @@ def parse_submission(read: ReadResult, catalog: Catalog, registry: Registry) -> 
                 if len(entry.raw) <= 256:
                     _ENTRIES[memo] = (cell, spec, entry)  # holding both: their ids stay theirs
             else:
-                entry = Entry(block.item_id, key, label, L.FORM_SHEET, addr, cell.text, None, rejected=True)
+                entry = Entry(item_id, key, label, L.FORM_SHEET, addr, cell.text, None, rejected=True)
                 sub.problems.append(
                     Problem(
                         result.code,
                         read.file,
-                        f"{catalog.item(block.item_id).title}「{label}」{result.message}",
+                        f"{catalog.item(item_id).title}「{label}」{result.message}",
                         expected=field_hint(spec),
                         sheet=L.FORM_SHEET,
                         cell=addr,
-                        item_id=block.item_id,
+                        item_id=item_id,
                         field=label,
                         value=cell.text[:100],
                     )
                 )
-            sub.entries[(block.item_id, key)] = entry
+            sub.entries[(item_id, key)] = entry
     return sub
 
 

@@ -686,6 +686,19 @@ def _judge(tok: tuple, area: tuple[int, int, int, int]) -> tuple | bool:
     return (pos[0], pos[1], True, pos, True, idx)
 
 
+def remembered(memo: dict, key, compute: Callable[[], object], *, at_most: int = 64):
+    """``compute()``, kept in ``memo`` under ``key`` (emptied once it holds ``at_most`` entries):
+    the one way kaohe's readers remember what recurs from file to file. A result of None is
+    not kept."""
+    found = memo.get(key)
+    if found is None:
+        found = compute()
+        if len(memo) >= at_most:
+            memo.clear()
+        memo[key] = found
+    return found
+
+
 #: per (area, root start tag), what each piece of sheetData between two "</row>" means
 #: (:func:`_piece`), for pieces proved well-formed in that root's namespace context
 _PIECE_MEMOS: dict[tuple, dict[bytes, tuple]] = {}
@@ -703,18 +716,14 @@ _PIECE_BYTES = 0
 _SIGHTED: set[int] = set()
 #: the parts of a sheet outside sheetData (before it, after it) found well-formed
 _OUTSIDE: dict[tuple[bytes, bytes], bool] = {}
+#: the refs of each mergeCells content seen (:func:`_merge_refs`)
+_MERGES: dict[bytes, tuple[bytes, ...]] = {}
 
 
 def _piece_memo(area: tuple[int, int, int, int], root: bytes) -> dict[bytes, tuple]:
     if len(root) > 4096:
         return {}  # an outlandish root tag: nothing remembered under it
-    key = (area, root)
-    memo = _PIECE_MEMOS.get(key)
-    if memo is None:
-        if len(_PIECE_MEMOS) >= 64:
-            _PIECE_MEMOS.clear()
-        memo = _PIECE_MEMOS[key] = {}
-    return memo
+    return remembered(_PIECE_MEMOS, (area, root), dict)
 
 
 def _outside_well_formed(head: bytes, tail: bytes) -> bool:
@@ -724,14 +733,7 @@ def _outside_well_formed(head: bytes, tail: bytes) -> bool:
     no attributes, so its rows see exactly the root's namespace declarations)."""
     if len(head) + len(tail) > _KEPT_OUTSIDE_BYTES:
         return _well_formed(head + tail)
-    key = (head, tail)
-    ok = _OUTSIDE.get(key)
-    if ok is None:
-        ok = _well_formed(head + tail)
-        if len(_OUTSIDE) >= 64:
-            _OUTSIDE.clear()
-        _OUTSIDE[key] = ok
-    return ok
+    return remembered(_OUTSIDE, (head, tail), lambda: _well_formed(head + tail))
 
 
 def _piece(piece: bytes, area: tuple[int, int, int, int], *, closed: bool) -> tuple | bool:
@@ -819,15 +821,12 @@ def _merge_refs(inner: bytes) -> tuple[bytes, ...] | None:
     """The refs of a plain mergeCells' content (nothing but <mergeCell ref="..."/>), else None.
     A sheet's merges are its template's: the same bytes in every file of a layout (remembered
     up to 256 KB of them)."""
-    return _merge_refs_kept(inner) if len(inner) <= _KEPT_OUTSIDE_BYTES else _merge_refs_of(inner)
+    if len(inner) <= _KEPT_OUTSIDE_BYTES:
+        return remembered(_MERGES, inner, lambda: _refs(inner))
+    return _refs(inner)
 
 
-@lru_cache(maxsize=64)
-def _merge_refs_kept(inner: bytes) -> tuple[bytes, ...] | None:
-    return _merge_refs_of(inner)
-
-
-def _merge_refs_of(inner: bytes) -> tuple[bytes, ...] | None:
+def _refs(inner: bytes) -> tuple[bytes, ...] | None:
     refs, covered = [], 0
     for mm in _MERGE.finditer(inner):
         refs.append(mm.group(1))
@@ -869,9 +868,9 @@ def forget() -> None:
     """Drop what the plain pass has learnt in this process (tests compare it warm and cold)."""
     global _PIECE_BYTES
     _PIECE_BYTES = 0
-    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _OUTSIDE, _POS, _ROW_ATTRS, _SIGHTED, _FORMATS):
+    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _OUTSIDE, _MERGES, _POS, _ROW_ATTRS, _SIGHTED, _FORMATS):
         memo.clear()
-    for cached in (_merge_refs_kept, _merge_texts, _merge_plan):
+    for cached in (_merge_texts, _merge_plan):
         cached.cache_clear()
 
 
@@ -926,30 +925,23 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
     # of a template are the same bytes in every file of its layout; only rows holding what a unit
     # typed differ), the novel ones proved well-formed together in the root's namespace context
     pieces = body.split(b"</row>")
-    last = pieces.pop()
+    last = pieces[-1]  # after the last "</row>": empty rows at most, judged in every file
+    closed = len(pieces) - 1
     memo = _piece_memo(scan.area, root)
     raw: dict[tuple[int, int], tuple] = {}
     filled: set[tuple[int, int]] = set()
     shared: dict[tuple[int, int], int] = {}
     novel: list[tuple[bytes, tuple]] = []
     row, n_cells = 0, 0
-    for piece in pieces:
-        j = memo.get(piece)
+    for i, piece in enumerate(pieces if last else pieces[:closed]):
+        j = memo.get(piece) if i < closed else None
         if j is None:
-            j = _piece(piece, scan.area, closed=True)
-            if j:
+            j = _piece(piece, scan.area, closed=i < closed)
+            if j and i < closed:
                 novel.append((piece, j))
         if not j or j[0] <= row:
             return False
         row = j[1]
-        n_cells += j[2]
-        raw.update(j[3])
-        filled.update(j[4])
-        shared.update(j[5])
-    if last:
-        j = _piece(last, scan.area, closed=False)
-        if not j or j[0] <= row:
-            return False
         n_cells += j[2]
         raw.update(j[3])
         filled.update(j[4])
@@ -1013,12 +1005,7 @@ def number_formats(data: bytes | None) -> tuple[str, ...]:
         return ()
     if len(data) > _KEPT_OUTSIDE_BYTES:
         return tuple(_number_formats(data))  # not remembered: a styles part this large is no template's
-    found = _FORMATS.get(data)
-    if found is None:
-        if len(_FORMATS) >= 64:
-            _FORMATS.clear()
-        found = _FORMATS[data] = tuple(_number_formats(data))
-    return found
+    return remembered(_FORMATS, data, lambda: tuple(_number_formats(data)))
 
 
 def _number_formats(data: bytes) -> list[str]:

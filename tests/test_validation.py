@@ -160,7 +160,6 @@ def test_validation_prepared_in_a_thread_changes_nothing(mini_catalog, registry,
     def run(prepare):
         V._SCHEMAS.clear()  # each run builds its own schema: none poisons the next
         monkeypatch.setattr(P, "_PREPARING", {})
-        monkeypatch.setattr(P, "_PREPARED", set())
         if prepare is None:
             monkeypatch.setattr(P, "prepare_validation", lambda _catalog: None)
         else:
