@@ -155,8 +155,25 @@ class Body:
         return fixed_texts(self.fixed)
 
     @cached_property
+    def inputs(self) -> tuple[tuple[str, str, FieldSpec, str, tuple[int, int]], ...]:
+        """Every input cell of the items part, flat, in order: (item, key, spec, address,
+        (row, column)), for the reader and parser that visit them in every file."""
+        return tuple(
+            (b.item_id, key, spec, address, _position(address)) for b in self.blocks for key, spec, address in b.inputs()
+        )
+
+    @cached_property
     def digest_bytes(self) -> bytes:
         return _digest_bytes(self.fixed)
+
+
+def _position(address: str) -> tuple[int, int]:
+    """(row, column) of an address the layout wrote (``G12``)."""
+    letters = address.rstrip("0123456789")
+    col = 0
+    for ch in letters:
+        col = col * 26 + ord(ch) - 64
+    return int(address[len(letters):]), col
 
 
 def _digest_bytes(cells: tuple[tuple[str, str], ...]) -> bytes:

@@ -695,12 +695,12 @@ class SheetRead:
             return None
         return tuple(map(self.scan.raw.get, positions))
 
-    def token(self, address: str) -> tuple | None:
-        """The plain pass's token of the cell at ``address`` (None when it has none or the exact
-        pass read the sheet): the same token bytes, the same cell."""
+    def raw_tokens(self) -> dict:
+        """The plain pass's tokens by (row, column), a cell's token only where it has one (empty
+        when the exact pass read the sheet): the same token bytes, the same cell."""
         if self.scan is None or not self.scan.plain:
-            return None
-        return self.scan.raw.get(parse_ref(address))
+            return {}
+        return self.scan.raw
 
     def text(self, address: str) -> str | None:
         """A text cell's string (None for a number, formula or any other cell): what :meth:`value`

@@ -217,16 +217,17 @@ def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> No
     known = remembered(_CELLS, sheet.formats, dict, at_most=4)
     if len(known) > 20_000:
         known.clear()
-    for block in lay.blocks:
-        for _key, _spec, address in block.inputs():
-            tok = sheet.token(address)
-            if tok is not None and tok[6] != b"s" and len(tok[0]) <= 256:  # (a long text does not recur)
-                cell = known.get(tok[0])
-                if cell is None:
-                    cell = known[tok[0]] = RawCell(address, *sheet.value(address))
-            else:  # a shared string (its text is in another part), or a sheet the exact pass read
-                cell = RawCell(address, *sheet.value(address))
-            res.cells[address] = cell
+    token = sheet.raw_tokens().get
+    cells = res.cells
+    for _item, _key, _spec, address, pos in lay.body.inputs:
+        tok = token(pos)
+        if tok is not None and tok[6] != b"s" and len(tok[0]) <= 256:  # (a long text does not recur)
+            cell = known.get(tok[0])
+            if cell is None:
+                cell = known[tok[0]] = RawCell(address, *sheet.value(address))
+        else:  # none, a shared string (its text is in another part), or a sheet the exact pass read
+            cell = RawCell(address, *sheet.value(address))
+        cells[address] = cell
 
 
 def _check_fixed(sheet: preflight.SheetRead, res: ReadResult, texts: tuple[tuple[str, str, str], ...]) -> None:

@@ -110,41 +110,41 @@ def parse_submission(read: ReadResult, catalog: Catalog, registry: Registry) -> 
     sub = Submission(read.unit_id, read.file, read.sha256, identity=dict(read.identity), problems=list(read.problems))
     if len(_ENTRIES) > 20_000:
         _ENTRIES.clear()
-    for block in lay.blocks:
-        item_id = block.item_id
-        for key, spec, addr in block.inputs():
-            cell = read.cells.get(addr)
-            if cell is None:
-                cell = RawCell(addr, None)
-            # the reader gives one RawCell object for the same token in every file
-            # (reading._CELLS): an accepted cell's entry is built once for all of them
-            memo = (id(cell), id(spec), item_id, key)
-            known = _ENTRIES.get(memo)
-            if known is not None and known[0] is cell and known[1] is spec:
-                sub.entries[(item_id, key)] = known[2]
-                continue
-            label = spec.label
-            result = parse_cell(cell, spec)
-            if isinstance(result, Parsed):
-                entry = Entry(item_id, key, label, L.FORM_SHEET, addr, cell.text, result.value, result.note)
-                if len(entry.raw) <= 256:
-                    _ENTRIES[memo] = (cell, spec, entry)  # holding both: their ids stay theirs
-            else:
-                entry = Entry(item_id, key, label, L.FORM_SHEET, addr, cell.text, None, rejected=True)
-                sub.problems.append(
-                    Problem(
-                        result.code,
-                        read.file,
-                        f"{catalog.item(item_id).title}「{label}」{result.message}",
-                        expected=field_hint(spec),
-                        sheet=L.FORM_SHEET,
-                        cell=addr,
-                        item_id=item_id,
-                        field=label,
-                        value=cell.text[:100],
-                    )
+    cells = read.cells.get
+    entries = sub.entries
+    for item_id, key, spec, addr, _pos in lay.body.inputs:
+        cell = cells(addr)
+        if cell is None:
+            cell = RawCell(addr, None)
+        # the reader gives one RawCell object for the same token in every file
+        # (reading._CELLS): an accepted cell's entry is built once for all of them
+        memo = (id(cell), id(spec), item_id, key)
+        known = _ENTRIES.get(memo)
+        if known is not None and known[0] is cell and known[1] is spec:
+            entries[(item_id, key)] = known[2]
+            continue
+        label = spec.label
+        result = parse_cell(cell, spec)
+        if isinstance(result, Parsed):
+            entry = Entry(item_id, key, label, L.FORM_SHEET, addr, cell.text, result.value, result.note)
+            if len(entry.raw) <= 256:
+                _ENTRIES[memo] = (cell, spec, entry)  # holding both: their ids stay theirs
+        else:
+            entry = Entry(item_id, key, label, L.FORM_SHEET, addr, cell.text, None, rejected=True)
+            sub.problems.append(
+                Problem(
+                    result.code,
+                    read.file,
+                    f"{catalog.item(item_id).title}「{label}」{result.message}",
+                    expected=field_hint(spec),
+                    sheet=L.FORM_SHEET,
+                    cell=addr,
+                    item_id=item_id,
+                    field=label,
+                    value=cell.text[:100],
                 )
-            sub.entries[(item_id, key)] = entry
+            )
+        entries[(item_id, key)] = entry
     return sub
 
 
