@@ -34,7 +34,8 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
-from operator import itemgetter
+from itertools import compress
+from operator import itemgetter, ne
 from dataclasses import dataclass
 from typing import Callable
 from xml.etree.ElementTree import Element, ParseError, XMLParser
@@ -714,6 +715,9 @@ _KEPT_PIECES_BYTES = 8 * 1024 * 1024
 _PIECE_BYTES = 0
 #: hashes of the pieces seen once (see :func:`plain_pass`)
 _SIGHTED: set[int] = set()
+#: per (area, root start tag), the first piece proved for each piece head, with its parts: what
+#: later pieces with that head are judged from (:func:`_by_reference`); counted in _PIECE_BYTES
+_REFS: dict[tuple, dict[bytes, tuple]] = {}
 #: the parts of a sheet outside sheetData (before it, after it) found well-formed
 _OUTSIDE: dict[tuple[bytes, bytes], bool] = {}
 #: the refs of each mergeCells content seen (:func:`_merge_refs`)
@@ -726,6 +730,12 @@ def _piece_memo(area: tuple[int, int, int, int], root: bytes) -> dict[bytes, tup
     return remembered(_PIECE_MEMOS, (area, root), dict)
 
 
+def _ref_memo(area: tuple[int, int, int, int], root: bytes) -> dict[bytes, tuple]:
+    if len(root) > 4096:
+        return {}
+    return remembered(_REFS, (area, root), dict)
+
+
 def _outside_well_formed(head: bytes, tail: bytes) -> bool:
     """Whether the part with an empty sheetData (``head`` ends with "<sheetData>", ``tail`` starts
     with "</sheetData>") is well-formed: with its rows proved well-formed in the root's context,
@@ -736,20 +746,20 @@ def _outside_well_formed(head: bytes, tail: bytes) -> bool:
     return remembered(_OUTSIDE, (head, tail), lambda: _well_formed(head + tail))
 
 
-def _piece(piece: bytes, area: tuple[int, int, int, int], *, closed: bool) -> tuple | bool:
+def _piece(parts: list[bytes], area: tuple[int, int, int, int], *, closed: bool) -> tuple | bool:
     """What one piece of a plain sheetData means, or False when the exact pass must decide.
 
     A piece is what lies between two "</row>" tags: rows that are empty ("<row .../>"), then,
     when ``closed`` (a "</row>" follows), one open row and its cells. Its meaning: (first row,
     last row, cells, the area's cells as {position: token}, the filled ones, {position:
-    shared-string index}), after the checks of :func:`_judge` on every token and the order of
-    its rows and cells; whether rows are in order across pieces is the caller's.
+    shared-string index}, what each cell means), after the checks of :func:`_judge` on every
+    token and the order of its rows and cells; whether rows are in order across pieces is the
+    caller's.
 
-    The piece is cut at each "<c ": the head holds its rows, every other part is one whole
-    cell token (a token holds no "<c ", its texts no "<"); each part is judged once per run
-    (a template's cells recur in every file of its layout).
+    ``parts`` is the piece cut at each "<c ": the head holds its rows, every other part is one
+    whole cell token (a token holds no "<c ", its texts no "<"); each part is judged once per
+    run (a template's cells recur in every file of its layout).
     """
-    parts = piece.split(b"<c ")
     memo = _MEMOS.get(area)
     if memo is None or len(memo) > _MEMO_SIZE:
         memo = _MEMOS[area] = {}
@@ -768,6 +778,7 @@ def _piece(piece: bytes, area: tuple[int, int, int, int], *, closed: bool) -> tu
     filled: list[tuple[int, int]] = []
     shared: dict[tuple[int, int], int] = {}
     last_col = 0
+    cells: list[tuple] = []
     for part in parts[1:]:
         cell = get(part)
         if cell is None:
@@ -776,6 +787,7 @@ def _piece(piece: bytes, area: tuple[int, int, int, int], *, closed: bool) -> tu
                 memo[part] = cell
         if not cell:
             return False
+        cells.append(cell)
         j = cell[0]
         if j[0] != row or j[1] <= last_col:  # a cell: in its row, after the one before
             return False
@@ -786,7 +798,52 @@ def _piece(piece: bytes, area: tuple[int, int, int, int], *, closed: bool) -> tu
                 filled.append(j[3])
                 if j[5] is not None:
                     shared[j[3]] = j[5]
-    return (first, row, len(parts) - 1, raw, tuple(filled), shared)
+    return (first, row, len(parts) - 1, raw, frozenset(filled), shared, tuple(cells))
+
+
+def _by_reference(parts: list[bytes], ref: tuple, area: tuple[int, int, int, int]) -> tuple | bool | None:
+    """What a piece means, judged from a proved piece with the same head (``ref``: its parts and
+    meaning) when the two differ only in some cells, each still at its position: a row of the
+    template holding what another unit typed. (meaning, the changed cell tokens), those yet to be
+    proved well-formed: each is one whole cell token, whose well-formedness depends on its own
+    bytes alone (no prefix but ``xml:``), so the piece is well-formed where its reference was.
+    False when a changed cell fails the checks of :func:`_judge` (the exact pass decides); None
+    when the piece differs otherwise (:func:`_piece` judges it).
+    """
+    ref_parts, (first, row, n, raw, filled, shared, cells) = ref
+    if len(parts) != len(ref_parts):
+        return None
+    changed = list(compress(range(len(parts)), map(ne, parts, ref_parts)))
+    memo = _MEMOS.get(area)
+    if memo is None or len(memo) > _MEMO_SIZE:
+        memo = _MEMOS[area] = {}
+    raw, shared, cells = dict(raw), dict(shared), list(cells)
+    moved: set[tuple[int, int]] = set()
+    now_filled: list[tuple[int, int]] = []
+    for i in changed:
+        part = parts[i]
+        cell = memo.get(part)
+        if cell is None:
+            cell = _cell_part(part, area)
+            if len(part) <= _KEPT_PART_BYTES:
+                memo[part] = cell
+        if not cell:
+            return False
+        j = cell[0]
+        if j[3] != cells[i - 1][0][3]:
+            return None  # a cell at another position: the order of cells is to be judged again
+        cells[i - 1] = cell
+        pos = j[3]
+        moved.add(pos)
+        shared.pop(pos, None)
+        if j[2]:
+            raw[pos] = cell[1]
+            if j[4]:
+                now_filled.append(pos)
+                if j[5] is not None:
+                    shared[pos] = j[5]
+    filled = (filled - moved).union(now_filled) if moved else filled
+    return (first, row, n, raw, filled, shared, tuple(cells)), [parts[i] for i in changed]
 
 
 def _head(head: bytes) -> tuple | bool:
@@ -839,14 +896,24 @@ def _merge_texts(refs: tuple[bytes, ...]) -> tuple[str, ...]:
     return tuple(x.decode("utf-8") for x in refs)
 
 
-def _remember(area: tuple[int, int, int, int], root: bytes, novel: list[tuple[bytes, tuple]]) -> None:
+def _remember(area: tuple[int, int, int, int], root: bytes, novel: list[tuple[bytes, tuple]], refs: list[tuple[list[bytes], tuple]]) -> None:
     """Keep new pieces proved well-formed, from their second sighting on: most hold what one
     unit typed and never recur, a template's rows recur in every file (a first sighting costs
-    its hash only). Bounded in entries per memo and in bytes over all of them."""
+    its hash only); and, as the reference for its head, the first piece proved with that head
+    (``refs``: its parts and meaning). Bounded in entries per memo and in bytes over all of them."""
     global _PIECE_BYTES
     if _PIECE_BYTES > _KEPT_PIECES_BYTES:
         _PIECE_MEMOS.clear()
+        _REFS.clear()
         _PIECE_BYTES = 0
+    known = _ref_memo(area, root)
+    if len(known) + len(refs) > _PIECES:
+        _PIECE_BYTES -= sum(sum(map(len, parts)) for parts, _ in known.values())
+        known.clear()
+    for parts, j in refs:
+        if parts[0] not in known and len(parts) * 3 + sum(map(len, parts)) <= _KEPT_PIECE_BYTES:
+            known[parts[0]] = (parts, j)
+            _PIECE_BYTES += sum(map(len, parts))
     memo = _piece_memo(area, root)
     if len(memo) + len(novel) > _PIECES:
         _PIECE_BYTES -= sum(map(len, memo))
@@ -868,7 +935,7 @@ def forget() -> None:
     """Drop what the plain pass has learnt in this process (tests compare it warm and cold)."""
     global _PIECE_BYTES
     _PIECE_BYTES = 0
-    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _OUTSIDE, _MERGES, _POS, _ROW_ATTRS, _SIGHTED, _FORMATS):
+    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _REFS, _OUTSIDE, _MERGES, _POS, _ROW_ATTRS, _SIGHTED, _FORMATS):
         memo.clear()
     for cached in (_merge_texts, _merge_plan):
         cached.cache_clear()
@@ -928,17 +995,33 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
     last = pieces[-1]  # after the last "</row>": empty rows at most, judged in every file
     closed = len(pieces) - 1
     memo = _piece_memo(scan.area, root)
+    refs = _ref_memo(scan.area, root)
     raw: dict[tuple[int, int], tuple] = {}
     filled: set[tuple[int, int]] = set()
     shared: dict[tuple[int, int], int] = {}
-    novel: list[tuple[bytes, tuple]] = []
+    novel: list[tuple[bytes, tuple]] = []  # judged and proved here
+    new_refs: list[tuple[list[bytes], tuple]] = []  # the novel pieces' parts, for heads without a reference
+    derived: list[tuple[bytes, tuple]] = []  # judged from their reference, proved by their changed cells
+    changed: list[bytes] = []
     row, n_cells = 0, 0
     for i, piece in enumerate(pieces if last else pieces[:closed]):
         j = memo.get(piece) if i < closed else None
         if j is None:
-            j = _piece(piece, scan.area, closed=i < closed)
-            if j and i < closed:
-                novel.append((piece, j))
+            parts = piece.split(b"<c ")
+            ref = refs.get(parts[0]) if i < closed else None
+            found = _by_reference(parts, ref, scan.area) if ref is not None else None
+            if found is False:
+                return False
+            if found is not None:
+                j = found[0]
+                changed.extend(found[1])
+                derived.append((piece, j))
+            else:
+                j = _piece(parts, scan.area, closed=i < closed)
+                if j and i < closed:
+                    novel.append((piece, j))
+                    if ref is None:
+                        new_refs.append((parts, j))
         if not j or j[0] <= row:
             return False
         row = j[1]
@@ -952,7 +1035,10 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
         rows = b"".join([piece + b"</row>" for piece, _ in novel])
         if not _well_formed(b"".join((root, b"<sheetData>", rows, last, b"</sheetData></worksheet>"))):
             return False
-        _remember(scan.area, root, novel)
+    if changed and not _well_formed(b"".join((b"<x><c ", b"<c ".join(changed), b"</x>"))):
+        return False
+    if novel or derived:
+        _remember(scan.area, root, novel + derived, new_refs)
     texts = _merge_texts(merges)
     _events, structural, hidden = _merge_plan(texts, scan.area)
     if structural or not hidden.isdisjoint(filled):

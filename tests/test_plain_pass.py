@@ -1011,7 +1011,8 @@ def test_a_new_row_malformed_among_known_ones(bases, area):
 
 def test_the_warm_run_reuses_what_the_base_taught(bases, area):
     """differential(base=...) runs the plain pass with the base sheet's rows remembered: an edit of
-    one row leaves every other row to the memo (the fuzzed and hand-written edits rely on it)."""
+    one row leaves every other row to the memo, and the edited row is judged from the base's row
+    with the same head (the fuzzed and hand-written edits rely on it)."""
     sheet, strings = bases["openpyxl"]
     rows = _rows(sheet)
     target = next(r for r in rows if b"<is><t>" in r)
@@ -1020,12 +1021,76 @@ def test_the_warm_run_reuses_what_the_base_taught(bases, area):
     for _ in range(2):
         outcome(sheet, area, strings, limits(), plain=True)
     judged: list[bytes] = []
-    real = X._piece
+    by_ref: list = []
+    real, real_ref = X._piece, X._by_reference
     try:
-        X._piece = lambda piece, *a, **k: judged.append(piece) or real(piece, *a, **k)
+        X._piece = lambda parts, *a, **k: judged.append(b"<c ".join(parts)) or real(parts, *a, **k)
+        X._by_reference = lambda parts, *a: by_ref.append((b"<c ".join(parts), real_ref(parts, *a))) or by_ref[-1][1]
         assert outcome(sheet, area, strings, limits(), plain=True).plain
-        assert judged == []  # every row came from the memo
-        outcome(edit, area, strings, limits(), plain=True)
-        assert len(judged) == 1 and judged[0] + b"</row>" == target.replace(b"<is><t>", b"<is><t>x", 1)
+        assert judged == [] and by_ref == []  # every row came from the memo
+        assert outcome(edit, area, strings, limits(), plain=True).plain
+        assert judged == []
+        assert len(by_ref) == 1 and by_ref[0][0] + b"</row>" == target.replace(b"<is><t>", b"<is><t>x", 1)
+        meaning, changed = by_ref[0][1]
+        assert len(changed) == 1 and changed[0].startswith(b'r="') and b"<is><t>x" in changed[0]
     finally:
-        X._piece = real
+        X._piece, X._by_reference = real, real_ref
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"x]]>y", b"&bogus;", b"&#1;", b"\xff\xfe", b"\x01", b"a&amp;b", b"_x0001_", "全角１２".encode(), b" ", b""],
+    ids=["cdata-end", "entity", "char-ref-1", "bad-utf8", "control", "amp", "escaped-control", "cjk", "blank", "empty"],
+)
+def test_a_row_judged_from_its_reference(bases, area, text):
+    """A new row with a known head is judged from its reference, the first row proved with that
+    head: only its changed cells are judged (:func:`kaohe.xlsx._judge`) and proved well-formed,
+    on their own. Texts only that proof refuses (']]>', an unknown entity, a character that XML
+    does not allow, bytes that are not UTF-8) must be refused as the exact pass refuses them."""
+    sheet, strings = bases["openpyxl"]
+    target = next(r for r in _rows(sheet) if re.search(rb'<c r="G[0-9]+"[^>]*t="inlineStr"><is><t>', r))
+    edited = re.sub(rb'(<c r="G[0-9]+"[^>]*t="inlineStr"><is><t>)[^<]*', lambda m: m.group(1) + text, target, count=1)
+    assert edited != target or text == b""
+    edit = sheet.replace(target, edited)
+    if edited != target:
+        # the reference decided: a meaning (the proof of the changed cell then decides), or
+        # False when the judging refuses the cell (an escaped control character)
+        assert _warm_verdicts(sheet, edit, area, strings) == [text != b"_x0001_" or False]
+    p, e = differential(edit, area, strings, base=sheet)
+    assert p.plain == (text in (b"a&amp;b", "全角１２".encode(), b" ", b""))
+
+
+def _warm_verdicts(base: bytes, data: bytes, area, strings: Strings) -> list:
+    """What :func:`kaohe.xlsx._by_reference` said of each piece of ``data`` it was asked about,
+    after ``base`` was read twice (True: a meaning)."""
+    X.forget()
+    for _ in range(2):
+        outcome(base, area, strings, limits(), plain=True)
+    taken: list = []
+    real = X._by_reference
+    try:
+        X._by_reference = lambda *a: taken.append(real(*a)) or taken[-1]
+        outcome(data, area, strings, limits(), plain=True)
+    finally:
+        X._by_reference = real
+    return [t if t in (None, False) else True for t in taken]
+
+
+def test_rows_that_leave_their_reference_are_judged_from_scratch(bases, area):
+    """A row with a known head whose cells moved, or grew in number, is not the reference's shape:
+    judged whole (and the sheet's verdict is the exact pass's)."""
+    sheet, strings = bases["openpyxl"]
+    target = next(r for r in _rows(sheet) if re.search(rb'<c r="G[0-9]+"', r))
+    g = re.search(rb'<c r="G([0-9]+)"', target)
+    row = g.group(1)
+    for edited in (
+        target.replace(b'<c r="G' + row + b'"', b'<c r="L' + row + b'"', 1),  # outside the area, out of order
+        target.replace(b'<c r="G' + row + b'"', b'<c r="H' + row + b'"', 1),  # the next cell's position: twice
+        target.replace(b'<c r="G' + row + b'"', b'<c r="G' + str(int(row) + 1).encode() + b'"', 1),  # another row's
+        target.replace(b"</row>", b'<c r="Z' + row + b'"/></row>'),  # one cell more
+        target.replace(g.group(0), b'<c r="G' + row + b'"/>' + g.group(0).replace(b"G", b"F"), 1),
+    ):
+        assert edited != target
+        edit = sheet.replace(target, edited)
+        assert _warm_verdicts(sheet, edit, area, strings) in ([None], [False])
+        differential(edit, area, strings, base=sheet)
