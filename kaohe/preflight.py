@@ -236,6 +236,8 @@ class Package:
     limits: Limits = LIMITS
     #: the XML parts' bytes, decompressed once by the container checks
     parts: dict[str, bytes] = field(default_factory=dict)
+    #: the workbook part (lower case)
+    workbook: str = ""
 
     def open(self, part: str):
         return self.zf.open(self.infos[part])
@@ -535,6 +537,35 @@ def _rels(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], part: str, lim
     return out
 
 
+#: the sheets, shared strings and styles of each package structure that passed, by everything
+#: :func:`_structure` reads when the workbook is xl/workbook.xml (see :func:`_known_structure`)
+_STRUCTURES: dict[tuple, tuple[dict[str, str], str | None, str | None]] = {}
+_STRUCTURE_PARTS = ("[content_types].xml", "_rels/.rels", "xl/workbook.xml", "xl/_rels/workbook.xml.rels")
+
+
+def _known_structure(name: str, zf: zipfile.ZipFile, limits: Limits, parts: dict[str, bytes]) -> tuple[list[Problem], Package | None]:
+    """:func:`_structure`, once per distinct structure in this process: its outcome depends on the
+    part names and on the bytes of the four parts it reads when the root relationships name
+    xl/workbook.xml (a template's, in every file one writer saved). Only an outcome without
+    problems is kept, and only when those four parts were read from their bytes and hold 64 KB
+    at most together."""
+    infos = zf.infolist()
+    small = [parts.get(p) for p in _STRUCTURE_PARTS]
+    if any(b is None for b in small) or sum(map(len, small)) > min(limits.xml_part_bytes, _PART_KEPT_BYTES) or len(infos) > limits.entries:
+        return _structure(name, zf, limits, parts)
+    key = (limits, tuple(i.filename.lower() for i in infos), *small)
+    found = _STRUCTURES.get(key)
+    if found is None:
+        problems, pkg = _structure(name, zf, limits, parts)
+        if problems or pkg is None or pkg.workbook != "xl/workbook.xml":
+            return problems, pkg
+        X.remembered(_STRUCTURES, key, lambda: (dict(pkg.sheets), pkg.shared_strings, pkg.styles), at_most=64)
+        return problems, pkg
+    sheets, shared_strings, styles = found
+    infos_by_name = {i.filename.lower(): i for i in infos}
+    return [], Package(name, zf, infos_by_name, dict(sheets), shared_strings, styles, limits=limits, workbook="xl/workbook.xml")
+
+
 def _structure(name: str, zf: zipfile.ZipFile, limits: Limits, parts: dict[str, bytes] | None = None) -> tuple[list[Problem], Package | None]:
     infos = {i.filename.lower(): i for i in zf.infolist()}
     names = set(infos)
@@ -602,7 +633,7 @@ def _structure(name: str, zf: zipfile.ZipFile, limits: Limits, parts: dict[str, 
     dup = sorted(n for n, k in seen.items() if k > 1)
     if dup:
         return [_problem(name, Code.DUPLICATE_NAME, f"工作簿中有重名的工作表(「{dup[0][:31]}」),已拒收")], None
-    pkg = Package(name, zf, infos, limits=limits)
+    pkg = Package(name, zf, infos, limits=limits, workbook=wb_part.lower())
     for sheet_name, rid in sheets:
         rel = by_id.get(rid)
         if rel is None or rel["TargetMode"] == "External":
@@ -645,7 +676,7 @@ def open_package(data: bytes, name: str, limits: Limits = LIMITS) -> tuple[list[
         if problems:
             return problems[: limits.max_problems], None
         try:
-            problems, pkg = _structure(name, zf, limits, parts)
+            problems, pkg = _known_structure(name, zf, limits, parts)
             if pkg is not None:
                 pkg.parts = parts
         except Rejected as exc:

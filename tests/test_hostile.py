@@ -32,7 +32,7 @@ from kaohe.errors import Code
 from kaohe.isolation import ReadStats, read_in_process, read_isolated
 from kaohe.outputs import write_results_csv
 from kaohe.preflight import Limits, preflight
-from kaohe.reading import read_workbook
+from kaohe.reading import read_workbook, read_workbook_bytes
 from kaohe.registry import load_registry
 from kaohe.review import load_components
 from kaohe.sample import filled_workbook
@@ -761,6 +761,57 @@ def test_a_part_seen_before_is_not_taken_on_trust(ctx, how, name):
     warm = PF.preflight(bad, "bad.xlsx")
     assert cold or how == "longer", "the altered file must be refused"  # (a longer size alone may pass)
     assert [(p.code, p.message) for p in warm] == [(p.code, p.message) for p in cold]
+
+
+
+def _moved_workbook(data: bytes) -> bytes:
+    """The workbook copied to xl/book.xml (with its relationships) and named by the root
+    relationships; the old xl/workbook.xml left in place, unused."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    copies = {"xl/workbook.xml": "xl/book.xml", "xl/_rels/workbook.xml.rels": "xl/_rels/book.xml.rels"}
+    edit = {
+        "_rels/.rels": lambda b: b.replace(b"xl/workbook.xml", b"xl/book.xml"),
+        "[Content_Types].xml": lambda b: b.replace(b"/xl/workbook.xml", b"/xl/book.xml"),
+    }
+    return rezip(data, edit=edit, add=[(copies[n], src.read(n)) for n in copies])
+
+
+@pytest.mark.parametrize("variant", ["sheet_dropped", "shared_strings_added", "sheet_renamed", "workbook_moved", "relationship_retargeted"])
+def test_a_package_structure_seen_before_is_not_taken_on_trust(ctx, mini_catalog, registry, variant):
+    """Pre-flight keeps the outcome of each package structure that passed (the sheets a
+    workbook names, its shared strings and styles), by the part names and the four parts it
+    read: a file that differs from a kept one in its names or any of those parts is judged as
+    it would be cold, and one whose workbook is not xl/workbook.xml is never kept."""
+    from kaohe import preflight as PF
+
+    variants = {
+        "sheet_dropped": lambda d: rezip(d, drop=("xl/worksheets/sheet3.xml",)),
+        "shared_strings_added": lambda d: rezip(d, add=[("xl/sharedStrings.xml", f'<sst xmlns="{NS_MAIN}"/>'.encode())]),
+        "sheet_renamed": lambda d: rezip(d, edit={"xl/workbook.xml": lambda b: b.replace(L.FORM_SHEET.encode(), "自评表2".encode())}),
+        "workbook_moved": _moved_workbook,
+        "relationship_retargeted": lambda d: rezip(d, edit={"xl/_rels/workbook.xml.rels": lambda b: b.replace(b"worksheets/sheet2.xml", b"worksheets/sheet3.xml")}),
+    }
+    other = variants[variant](ctx.good)
+
+    def seen(data: bytes, name: str):
+        problems, pkg = PF.open_package(data, name)
+        if pkg is None:
+            return [(p.code, p.message) for p in problems], None
+        with pkg:
+            return [], (pkg.sheets, pkg.shared_strings, pkg.styles, pkg.workbook)
+
+    PF._STRUCTURES.clear()
+    cold = seen(other, "other.xlsx")
+    PF._STRUCTURES.clear()
+    good = seen(ctx.good, "good.xlsx")
+    assert good[1] is not None and len(PF._STRUCTURES) == 1
+    assert seen(ctx.good, "again.xlsx") == good  # from what was kept
+    assert seen(other, "other.xlsx") == cold
+    if variant == "workbook_moved":
+        assert cold[1] is not None and cold[1][3] == "xl/book.xml" and len(PF._STRUCTURES) == 1
+    read = read_workbook_bytes(other, "QX02_other.xlsx", mini_catalog, registry)
+    PF._STRUCTURES.clear()
+    assert read_workbook_bytes(other, "QX02_other.xlsx", mini_catalog, registry).problems == read.problems
 
 
 def test_a_file_after_the_first_keeps_its_time_limit(mini_catalog, registry, ctx, tmp_path):
