@@ -175,3 +175,28 @@ def test_validation_prepared_in_a_thread_changes_nothing(mini_catalog, registry,
 
     plain = run(None)  # no preparation at all: the baseline
     assert plain == run(V.prepare) == run(broken) and any(plain.values())
+
+
+@pytest.mark.parametrize(
+    "identity, expected",
+    [
+        ({"filler": "张三", "phone": "0812-1234567"}, []),
+        ({"filler": "", "phone": ""}, []),  # both may be left empty
+        ({"filler": "张三", "phone": "(0812) 123 4567转8"}, []),
+        ({"filler": "张三", "phone": "一二三四五六"}, [(Code.NOT_A_NUMBER, "F3", "联系电话")]),
+        ({"filler": "张三", "phone": "123"}, [(Code.NOT_A_NUMBER, "F3", "联系电话")]),
+        ({"filler": "张" * 50, "phone": ""}, []),
+        ({"filler": "张" * 51, "phone": "abc"}, [(Code.TEXT_TOO_LONG, "B3", "填报人"), (Code.NOT_A_NUMBER, "F3", "联系电话")]),
+    ],
+)
+def test_identity_cells(identity, expected):
+    """The contact cells (填报人 B3, 联系电话 F3) against the fixed-column schema, one row per file."""
+    from kaohe.schemas.validation import identity_problems
+    from kaohe.submission import Submission
+
+    subs = [Submission("QX01", "a.xlsx", "0" * 64, identity={"filler": "李四", "phone": "0812-7654321"}), Submission("QX02", "b.xlsx", "1" * 64, identity=identity)]
+    found = identity_problems(subs)
+    assert found["a.xlsx"] == []
+    got = sorted((p.code, p.cell, p.field) for p in found["b.xlsx"])
+    assert got == sorted(expected)
+    assert all(p.file == "b.xlsx" and p.sheet == "自评表" for p in found["b.xlsx"])
