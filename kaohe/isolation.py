@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import time
 from collections import deque
@@ -71,6 +73,70 @@ class ReadStats:
     peak_rss_kb: int
     pid: int
     cpu_seconds: float = 0.0  # user + system time the child spent on this file
+
+
+# ----------------------------------------------------------------- what a child sends
+
+#: objects a child has sent to its parent that it sends again as their number, at most
+SHARED_AT_MOST = 50_000
+
+
+class _Sender:
+    """A child's side of its pipe. Objects of the ``shared`` types (immutable values that recur
+    from file to file, such as the entries of cells every unit fills alike) go to the parent
+    once, with what rebuilds them; after that as their number, and the parent gives back the
+    object it rebuilt the first time (:class:`_Receiver`). Everything else is pickled as usual."""
+
+    def __init__(self, conn, shared: tuple[type, ...]):
+        self.conn, self.shared = conn, frozenset(shared)
+        self.sent: dict[int, tuple[int, object]] = {}  # id → (number, the object, kept alive)
+
+    def send(self, msg) -> None:
+        before = len(self.sent)
+        buf = io.BytesIO()
+        try:
+            _SharingPickler(buf, self).dump(msg)
+            self.conn.send_bytes(buf.getbuffer())
+        except BaseException:
+            # what this message numbered never reached the parent: numbered again next time
+            for key in [k for k, (number, _) in self.sent.items() if number >= before]:
+                del self.sent[key]
+            raise
+
+
+class _SharingPickler(pickle.Pickler):
+    def __init__(self, file, sender: _Sender):
+        super().__init__(file, pickle.HIGHEST_PROTOCOL)
+        self.shared, self.sent = sender.shared, sender.sent
+
+    def persistent_id(self, obj):
+        if type(obj) not in self.shared:
+            return None
+        found = self.sent.get(id(obj))
+        if found is not None and found[1] is obj:
+            return found[0]
+        rebuild = obj.__reduce__()
+        if len(self.sent) >= SHARED_AT_MOST or not isinstance(rebuild, tuple) or len(rebuild) != 2:
+            return None
+        self.sent[id(obj)] = (len(self.sent), obj)
+        return ("new", *rebuild)
+
+
+class _Receiver(pickle.Unpickler):
+    """The parent's side of one child's messages (:class:`_Sender`): ``received`` holds the
+    shared objects that child sent, by number."""
+
+    def __init__(self, data: bytes, received: list):
+        super().__init__(io.BytesIO(data))
+        self.received = received
+
+    def persistent_load(self, pid):
+        if type(pid) is int:
+            return self.received[pid]
+        _, rebuild, args = pid
+        obj = rebuild(*args)
+        self.received.append(obj)
+        return obj
 
 
 # ----------------------------------------------------------------- the child
@@ -125,8 +191,9 @@ def _address_space_kb() -> int:
 _PAGE_KB = (os.sysconf("SC_PAGE_SIZE") // 1024) if hasattr(os, "sysconf") else 4
 
 
-def _child(conn, catalog: Catalog, registry: Registry, reader: Reader, memory_limit: int | None, cpu_seconds: float | None) -> None:
+def _child(conn, catalog: Catalog, registry: Registry, reader: Reader, memory_limit: int | None, cpu_seconds: float | None, shared: tuple[type, ...] = ()) -> None:
     _limit_self(memory_limit)
+    out_conn = _Sender(conn, shared)
     # what the child holds for its life (catalog, registry, modules) is never garbage: the
     # collector no longer walks it after every few thousand allocations of a file's read
     gc.freeze()
@@ -145,7 +212,7 @@ def _child(conn, catalog: Catalog, registry: Registry, reader: Reader, memory_li
         if task is None:
             return
         if first:  # the parent's clock for our first file starts now, not at our start-up; later
-            conn.send(("started",))  # files start when it hands them over or when we report the one before
+            out_conn.send(("started",))  # files start when it hands them over or when we report the one before
             first = False
         _cpu_deadline(cpu_seconds)
         t0, c0 = time.perf_counter(), _cpu()
@@ -158,9 +225,9 @@ def _child(conn, catalog: Catalog, registry: Registry, reader: Reader, memory_li
         seconds, cpu = time.perf_counter() - t0, _cpu() - c0
         rss = _peak_rss_kb()
         try:
-            conn.send(("done", *out, seconds, rss, cpu))
+            out_conn.send(("done", *out, seconds, rss, cpu))
         except MemoryError:
-            conn.send(("done", "memory", None, seconds, rss, cpu))
+            out_conn.send(("done", "memory", None, seconds, rss, cpu))
         if out[0] != "ok":
             return  # never reuse a child that failed
         read += 1
@@ -216,6 +283,10 @@ class _Worker:
         self.started: float | None = None  # when the child began the head (None: not yet known)
         self.given = 0
         self.done = 0
+        self.received: list = []  # the shared objects this child sent, by number (_Receiver)
+
+    def recv(self):
+        return _Receiver(self.conn.recv_bytes(), self.received).load()
 
     @property
     def task(self) -> tuple[int, Path]:
@@ -313,18 +384,21 @@ def read_isolated(
     time_limit: float = TIME_LIMIT,
     max_tasks_per_child: int = MAX_TASKS_PER_CHILD,
     stats: list[ReadStats] | None = None,
+    shared: tuple[type, ...] = (),
 ) -> list[ReadResult]:
     """Read every path in a child process; one result per path, in order, never an exception for a file.
 
     ``reader`` must be picklable by reference (a module-level function).
     ``stats``, when given, receives one :class:`ReadStats` per file.
+    ``shared``: immutable types whose equal objects recur in the results (whose ``__reduce__``
+    gives what rebuilds them); each object a child sends again arrives as the same object.
     """
     paths = [Path(p).absolute() for p in paths]
     if not paths:
         return []
     n = max(1, min(workers or min(os.cpu_count() or 1, MAX_WORKERS), len(paths)))
     ctx = _context()
-    args = (catalog, registry, reader, memory_limit, time_limit + 5 if time_limit else None)
+    args = (catalog, registry, reader, memory_limit, time_limit + 5 if time_limit else None, tuple(shared))
     results: list[ReadResult | None] = [None] * len(paths)
     pending = list(reversed(list(enumerate(paths))))  # a stack: the next file is at the end
     workers: list[_Worker] = []
@@ -375,7 +449,7 @@ def read_isolated(
             for w in busy:
                 if w.conn in ready or w.proc.sentinel in ready:
                     try:
-                        msg = w.conn.recv()
+                        msg = w.recv()
                     except (EOFError, OSError):
                         code = w.proc.exitcode
                         w.proc.join(5)
@@ -384,6 +458,11 @@ def read_isolated(
                         kind = Code.READ_TIMEOUT if xcpu is not None and code == -xcpu else Code.READ_CRASHED
                         record(w, "timeout" if kind == Code.READ_TIMEOUT else "crash", now - (w.started or w.since), 0)
                         fail(w, kind, f"进程被终止:{_signal_name(code)}")
+                        retire(w, failed=True, kill=True)
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - a result this process cannot take in
+                        record(w, "crash", now - (w.started or w.since), 0)
+                        fail(w, Code.READ_CRASHED, f"读取结果无法接收:{type(exc).__name__}")
                         retire(w, failed=True, kill=True)
                         continue
                     if msg[0] == "started":

@@ -844,3 +844,79 @@ def test_a_child_collects_garbage_cycles_between_files(mini_catalog, registry, c
     assert [s.outcome for s in stats] == ["ok"] * 15
     assert all(r.unit_id == UNIT and not r.problems for r in reads)
     assert len({s.pid for s in stats}) == 1  # one child read them all
+
+
+def test_entries_sent_again_arrive_as_the_same_objects(mini_catalog, registry, values, tmp_path):
+    """A reader child sends each Entry once and then by number (isolation._Sender): the results
+    equal those sent whole, and an entry two units share in the child (the same cell holding the
+    same token: submission._ENTRIES) is one object in this process too."""
+    from kaohe.submission import Entry, ingest_file
+
+    paths = write_submissions(mini_catalog, registry, values, tmp_path)
+    whole = read_isolated(paths, mini_catalog, registry, reader=ingest_file, workers=1, max_tasks_per_child=100)
+    shared = read_isolated(paths, mini_catalog, registry, reader=ingest_file, workers=1, max_tasks_per_child=100, shared=(Entry,))
+    assert [r.submission for r in shared] == [r.submission for r in whole]
+    assert [r.problems for r in shared] == [r.problems for r in whole]
+    subs = [r.submission for r in shared if r.submission is not None]
+    common = [(a, b, k) for i, a in enumerate(subs) for b in subs[i + 1:] for k in a.entries if k in b.entries and a.entries[k] == b.entries[k]]
+    assert sum(a.entries[k] is b.entries[k] for a, b, k in common) > len(common) / 2
+    subs = [r.submission for r in whole if r.submission is not None]
+    assert not any(a.entries[k] is b.entries[k] for i, a in enumerate(subs) for b in subs[i + 1:] for k in a.entries if k in b.entries)
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise TypeError("not this one")
+
+
+def test_a_message_that_failed_is_numbered_again():
+    """What a child numbered in a message that never left it is sent whole again in the next."""
+    import multiprocessing as mp
+    from decimal import Decimal
+
+    from kaohe.isolation import _Receiver, _Sender
+    from kaohe.submission import Entry
+
+    a, b = mp.Pipe()
+    sender, received = _Sender(a, (Entry,)), []
+    e1 = Entry("A1", "n", "数量", "自评表", "G7", "3", Decimal(3))
+    e2 = Entry("A2", "n", "数量", "自评表", "G8", "是", "是")
+    sender.send(("done", [e1]))
+    assert _Receiver(b.recv_bytes(), received).load() == ("done", [e1])
+    with pytest.raises(TypeError):
+        sender.send(("done", [e2, e1, _Unpicklable()]))
+    sender.send(("done", [e1, e2, e2]))
+    got = _Receiver(b.recv_bytes(), received).load()
+    assert got == ("done", [e1, e2, e2]) and got[1][0] is received[0] and got[1][1] is got[1][2]
+    assert len(received) == 2
+
+
+def _entries_reader(path: Path, catalog, registry):
+    """A reader whose result cannot be unpickled in the run's process (for the isolation tests)."""
+    res = read_workbook(path, catalog, registry)
+    if path.name.startswith("bad"):
+        res.fingerprint = {"x": _ExplodesInParent()}
+    return res
+
+
+class _ExplodesInParent:
+    def __reduce__(self):
+        return (_explode_unless_child, ())
+
+
+def _explode_unless_child():
+    import multiprocessing as mp
+
+    if mp.parent_process() is None:
+        raise ValueError("cannot take this in")
+    return None
+
+
+def test_a_result_the_parent_cannot_take_in_is_that_files_problem(mini_catalog, registry, ctx, tmp_path):
+    names = ["a_good.xlsx", "bad.xlsx", "b_good.xlsx"]
+    for n in names:
+        (tmp_path / n).write_bytes(ctx.good)
+    stats: list[ReadStats] = []
+    reads = read_isolated([tmp_path / n for n in names], mini_catalog, registry, reader=_entries_reader, workers=1, stats=stats)
+    assert [[p.code for p in r.problems] for r in reads] == [[], [Code.READ_CRASHED], []]
+    assert "无法接收" in reads[1].problems[0].message and [s.outcome for s in stats] == ["ok", "crash", "ok"]
