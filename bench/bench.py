@@ -664,6 +664,9 @@ def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path, state:
 
     log(f"[N={n}] year end by stages: ingest ({cores} workers) → validate → review → score → rank → insight → render ({cores} workers) → archive → write")
     t_e2e = time.perf_counter()
+    from kaohe.isolation import start_fork_server
+
+    start_fork_server()  # as `kaohe run` does first: the readers' fork server imports kaohe meanwhile
     catalog, registry, review_rows, components = m.run("load_inputs", load_inputs)
     files = m.run("list_files", P.list_submission_files, data / "submissions", units=n)
     if len(files) != n:
