@@ -178,6 +178,9 @@ def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource is not None else 0
 
 
+_PAGE_KB = (os.sysconf("SC_PAGE_SIZE") // 1024) if hasattr(os, "sysconf") else 4
+
+
 def _address_space_kb() -> int:
     """This process's address space in KB (what ``RLIMIT_AS`` limits); its peak RSS where there
     is no /proc."""
@@ -187,8 +190,6 @@ def _address_space_kb() -> int:
     except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
         return _peak_rss_kb()
 
-
-_PAGE_KB = (os.sysconf("SC_PAGE_SIZE") // 1024) if hasattr(os, "sysconf") else 4
 
 
 def _child(conn, catalog: Catalog, registry: Registry, reader: Reader, memory_limit: int | None, cpu_seconds: float | None, shared: tuple[type, ...] = ()) -> None:

@@ -17,6 +17,7 @@ from kaohe.catalog import Catalog, FieldSpec, Item
 from kaohe.parsing import normalize_text
 from kaohe.numbers import fmt_decimal  # noqa: F401 - the templates' number text, used as L.fmt_decimal
 from kaohe.registry import Unit
+from kaohe.xlsx import parse_ref
 
 #: bump when the sheet layout changes; part of every template's fingerprint
 LAYOUT_VERSION = 1
@@ -159,21 +160,12 @@ class Body:
         """Every input cell of the items part, flat, in order: (item, key, spec, address,
         (row, column)), for the reader and parser that visit them in every file."""
         return tuple(
-            (b.item_id, key, spec, address, _position(address)) for b in self.blocks for key, spec, address in b.inputs()
+            (b.item_id, key, spec, address, parse_ref(address)) for b in self.blocks for key, spec, address in b.inputs()
         )
 
     @cached_property
     def digest_bytes(self) -> bytes:
         return _digest_bytes(self.fixed)
-
-
-def _position(address: str) -> tuple[int, int]:
-    """(row, column) of an address the layout wrote (``G12``)."""
-    letters = address.rstrip("0123456789")
-    col = 0
-    for ch in letters:
-        col = col * 26 + ord(ch) - 64
-    return int(address[len(letters):]), col
 
 
 def _digest_bytes(cells: tuple[tuple[str, str], ...]) -> bytes:

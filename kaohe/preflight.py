@@ -551,7 +551,7 @@ def _known_structure(name: str, zf: zipfile.ZipFile, limits: Limits, parts: dict
     at most together."""
     infos = zf.infolist()
     small = [parts.get(p) for p in _STRUCTURE_PARTS]
-    if any(b is None for b in small) or sum(map(len, small)) > min(limits.xml_part_bytes, _PART_KEPT_BYTES) or len(infos) > limits.entries:
+    if any(b is None for b in small) or sum(map(len, small)) > min(limits.xml_part_bytes, _PART_KEPT_BYTES):
         return _structure(name, zf, limits, parts)
     key = (limits, tuple(i.filename.lower() for i in infos), *small)
     found = _STRUCTURES.get(key)

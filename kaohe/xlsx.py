@@ -724,16 +724,26 @@ _OUTSIDE: dict[tuple[bytes, bytes], bool] = {}
 _MERGES: dict[bytes, tuple[bytes, ...]] = {}
 
 
-def _piece_memo(area: tuple[int, int, int, int], root: bytes) -> dict[bytes, tuple]:
+def _per_root(memos: dict, area: tuple[int, int, int, int], root: bytes) -> dict[bytes, tuple]:
+    """The memo of ``memos`` (_PIECE_MEMOS, _REFS) for a sheet's area and root start tag."""
     if len(root) > 4096:
         return {}  # an outlandish root tag: nothing remembered under it
-    return remembered(_PIECE_MEMOS, (area, root), dict)
+    return remembered(memos, (area, root), dict)
 
 
-def _ref_memo(area: tuple[int, int, int, int], root: bytes) -> dict[bytes, tuple]:
-    if len(root) > 4096:
-        return {}
-    return remembered(_REFS, (area, root), dict)
+def _cell_memo(area: tuple[int, int, int, int]) -> dict[bytes, tuple | bool]:
+    memo = _MEMOS.get(area)
+    if memo is None or len(memo) > _MEMO_SIZE:
+        memo = _MEMOS[area] = {}
+    return memo
+
+
+def _judged(part: bytes, memo: dict, area: tuple[int, int, int, int]) -> tuple | bool:
+    """:func:`_cell_part`, kept in the area's cell memo (a long typed text does not recur)."""
+    cell = _cell_part(part, area)
+    if len(part) <= _KEPT_PART_BYTES:
+        memo[part] = cell
+    return cell
 
 
 def _outside_well_formed(head: bytes, tail: bytes) -> bool:
@@ -760,9 +770,7 @@ def _piece(parts: list[bytes], area: tuple[int, int, int, int], *, closed: bool)
     whole cell token (a token holds no "<c ", its texts no "<"); each part is judged once per
     run (a template's cells recur in every file of its layout).
     """
-    memo = _MEMOS.get(area)
-    if memo is None or len(memo) > _MEMO_SIZE:
-        memo = _MEMOS[area] = {}
+    memo = _cell_memo(area)
     head = _HEADS.get(parts[0])
     if head is None:
         head = _head(parts[0])
@@ -782,9 +790,7 @@ def _piece(parts: list[bytes], area: tuple[int, int, int, int], *, closed: bool)
     for part in parts[1:]:
         cell = get(part)
         if cell is None:
-            cell = _cell_part(part, area)
-            if len(part) <= _KEPT_PART_BYTES:  # a long typed text does not recur
-                memo[part] = cell
+            cell = _judged(part, memo, area)
         if not cell:
             return False
         cells.append(cell)
@@ -802,31 +808,26 @@ def _piece(parts: list[bytes], area: tuple[int, int, int, int], *, closed: bool)
 
 
 def _by_reference(parts: list[bytes], ref: tuple, area: tuple[int, int, int, int]) -> tuple | bool | None:
-    """What a piece means, judged from a proved piece with the same head (``ref``: its parts and
-    meaning) when the two differ only in some cells, each still at its position: a row of the
+    """What a piece means, judged from a proved piece with the same head (``ref``: its parts,
+    meaning and size) when the two differ only in some cells, each still at its position: a row of the
     template holding what another unit typed. (meaning, the changed cell tokens), those yet to be
     proved well-formed: each is one whole cell token, whose well-formedness depends on its own
     bytes alone (no prefix but ``xml:``), so the piece is well-formed where its reference was.
     False when a changed cell fails the checks of :func:`_judge` (the exact pass decides); None
     when the piece differs otherwise (:func:`_piece` judges it).
     """
-    ref_parts, (first, row, n, raw, filled, shared, cells) = ref
+    ref_parts, (first, row, n, raw, filled, shared, cells), _size = ref
     if len(parts) != len(ref_parts):
         return None
     changed = list(compress(range(len(parts)), map(ne, parts, ref_parts)))
-    memo = _MEMOS.get(area)
-    if memo is None or len(memo) > _MEMO_SIZE:
-        memo = _MEMOS[area] = {}
+    memo = _cell_memo(area)
     raw, shared, cells = dict(raw), dict(shared), list(cells)
     moved: set[tuple[int, int]] = set()
     now_filled: list[tuple[int, int]] = []
     for i in changed:
-        part = parts[i]
-        cell = memo.get(part)
+        cell = memo.get(parts[i])
         if cell is None:
-            cell = _cell_part(part, area)
-            if len(part) <= _KEPT_PART_BYTES:
-                memo[part] = cell
+            cell = _judged(parts[i], memo, area)
         if not cell:
             return False
         j = cell[0]
@@ -896,25 +897,26 @@ def _merge_texts(refs: tuple[bytes, ...]) -> tuple[str, ...]:
     return tuple(x.decode("utf-8") for x in refs)
 
 
-def _remember(area: tuple[int, int, int, int], root: bytes, novel: list[tuple[bytes, tuple]], refs: list[tuple[list[bytes], tuple]]) -> None:
+def _remember(area: tuple[int, int, int, int], root: bytes, novel: list[tuple[bytes, tuple]], refs: list[tuple[bytes, list[bytes], tuple]]) -> None:
     """Keep new pieces proved well-formed, from their second sighting on: most hold what one
     unit typed and never recur, a template's rows recur in every file (a first sighting costs
     its hash only); and, as the reference for its head, the first piece proved with that head
-    (``refs``: its parts and meaning). Bounded in entries per memo and in bytes over all of them."""
+    (``refs``: the piece, its parts and meaning). Bounded in entries per memo and in bytes over
+    all of them."""
     global _PIECE_BYTES
     if _PIECE_BYTES > _KEPT_PIECES_BYTES:
         _PIECE_MEMOS.clear()
         _REFS.clear()
         _PIECE_BYTES = 0
-    known = _ref_memo(area, root)
+    known = _per_root(_REFS, area, root)
     if len(known) + len(refs) > _PIECES:
-        _PIECE_BYTES -= sum(sum(map(len, parts)) for parts, _ in known.values())
+        _PIECE_BYTES -= sum(size for _, _, size in known.values())
         known.clear()
-    for parts, j in refs:
-        if parts[0] not in known and len(parts) * 3 + sum(map(len, parts)) <= _KEPT_PIECE_BYTES:
-            known[parts[0]] = (parts, j)
-            _PIECE_BYTES += sum(map(len, parts))
-    memo = _piece_memo(area, root)
+    for piece, parts, j in refs:
+        if parts[0] not in known and len(piece) <= _KEPT_PIECE_BYTES:
+            known[parts[0]] = (parts, j, len(piece))
+            _PIECE_BYTES += len(piece)
+    memo = _per_root(_PIECE_MEMOS, area, root)
     if len(memo) + len(novel) > _PIECES:
         _PIECE_BYTES -= sum(map(len, memo))
         memo.clear()
@@ -994,13 +996,13 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
     pieces = body.split(b"</row>")
     last = pieces[-1]  # after the last "</row>": empty rows at most, judged in every file
     closed = len(pieces) - 1
-    memo = _piece_memo(scan.area, root)
-    refs = _ref_memo(scan.area, root)
+    memo = _per_root(_PIECE_MEMOS, scan.area, root)
+    refs = _per_root(_REFS, scan.area, root)
     raw: dict[tuple[int, int], tuple] = {}
     filled: set[tuple[int, int]] = set()
     shared: dict[tuple[int, int], int] = {}
     novel: list[tuple[bytes, tuple]] = []  # judged and proved here
-    new_refs: list[tuple[list[bytes], tuple]] = []  # the novel pieces' parts, for heads without a reference
+    new_refs: list[tuple[bytes, list[bytes], tuple]] = []  # novel pieces whose head has no reference
     derived: list[tuple[bytes, tuple]] = []  # judged from their reference, proved by their changed cells
     changed: list[bytes] = []
     row, n_cells = 0, 0
@@ -1021,7 +1023,7 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
                 if j and i < closed:
                     novel.append((piece, j))
                     if ref is None:
-                        new_refs.append((parts, j))
+                        new_refs.append((piece, parts, j))
         if not j or j[0] <= row:
             return False
         row = j[1]
