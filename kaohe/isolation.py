@@ -7,8 +7,9 @@ one that needs gigabytes. Each becomes that file's problem (P301 crash, P302
 timeout, P303 memory) and the batch goes on with the next file.
 
 The pool is small and explicit: ``workers`` child processes, each started
-from a fork server that has already imported kaohe and openpyxl (cheap to
-start, no threads inherited from the parent), each with
+from a fork server that has already imported kaohe's reader (cheap to
+start, no threads inherited from the parent; not openpyxl, which the reader
+does not use), each with
 
 * ``RLIMIT_AS`` (address space, default 500 MB): allocation beyond it fails
   with ``MemoryError`` in the child, which reports it and exits;
@@ -249,7 +250,7 @@ def _context():
     if _CONTEXT is None:
         if "forkserver" in mp.get_all_start_methods():
             ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["__main__", "kaohe.reading", "kaohe.submission", "kaohe.xlsx", "openpyxl.styles.numbers"])
+            ctx.set_forkserver_preload(["__main__", "kaohe.reading", "kaohe.submission", "kaohe.xlsx"])
         else:  # pragma: no cover - not Linux
             ctx = mp.get_context("spawn")
         _CONTEXT = ctx

@@ -1070,14 +1070,48 @@ def shared_strings(data: bytes, wanted: set[int]) -> dict[int, str]:
     return out
 
 
-#: Excel's built-in number formats that matter here (openpyxl.styles.numbers.BUILTIN_FORMATS)
-def _builtin_formats() -> dict[int, str]:
-    from openpyxl.styles.numbers import BUILTIN_FORMATS
-
-    return dict(BUILTIN_FORMATS)
-
-
-_BUILTIN: dict[int, str] | None = None
+#: Excel's built-in number formats (ECMA-376 18.8.30), as openpyxl 3.1 gives them
+#: (``openpyxl.styles.numbers.BUILTIN_FORMATS``, MIT licence). Kept here rather than imported:
+#: importing openpyxl pulls in numpy, ~0.25 s of every reader fork server's start, for one table.
+#: ``tests/test_xlsx_formats.py`` holds this table and :func:`is_date_format` equal to openpyxl's.
+BUILTIN_FORMATS: dict[int, str] = {
+    0: "General",
+    1: "0",
+    2: "0.00",
+    3: "#,##0",
+    4: "#,##0.00",
+    5: '"$"#,##0_);("$"#,##0)',
+    6: '"$"#,##0_);[Red]("$"#,##0)',
+    7: '"$"#,##0.00_);("$"#,##0.00)',
+    8: '"$"#,##0.00_);[Red]("$"#,##0.00)',
+    9: "0%",
+    10: "0.00%",
+    11: "0.00E+00",
+    12: "# ?/?",
+    13: "# ??/??",
+    14: "mm-dd-yy",
+    15: "d-mmm-yy",
+    16: "d-mmm",
+    17: "mmm-yy",
+    18: "h:mm AM/PM",
+    19: "h:mm:ss AM/PM",
+    20: "h:mm",
+    21: "h:mm:ss",
+    22: "m/d/yy h:mm",
+    37: "#,##0_);(#,##0)",
+    38: "#,##0_);[Red](#,##0)",
+    39: "#,##0.00_);(#,##0.00)",
+    40: "#,##0.00_);[Red](#,##0.00)",
+    41: r'_(* #,##0_);_(* \(#,##0\);_(* "-"_);_(@_)',
+    42: r'_("$"* #,##0_);_("$"* \(#,##0\);_("$"* "-"_);_(@_)',
+    43: r'_(* #,##0.00_);_(* \(#,##0.00\);_(* "-"??_);_(@_)',
+    44: r'_("$"* #,##0.00_)_("$"* \(#,##0.00\)_("$"* "-"??_)_(@_)',
+    45: "mm:ss",
+    46: "[h]:mm:ss",
+    47: "mmss.0",
+    48: "##0.0E+0",
+    49: "@",
+}
 
 
 _FORMATS: dict[bytes, tuple[str, ...]] = {}
@@ -1097,9 +1131,6 @@ def number_formats(data: bytes | None) -> tuple[str, ...]:
 
 
 def _number_formats(data: bytes) -> list[str]:
-    global _BUILTIN
-    if _BUILTIN is None:
-        _BUILTIN = _builtin_formats()
     root = parse(data)
     custom: dict[int, str] = {}
     xfs: list[int] = []
@@ -1117,14 +1148,21 @@ def _number_formats(data: bytes) -> list[str]:
                     xfs.append(int(xf.get("numFmtId", "0")))
                 except ValueError:
                     xfs.append(0)
-    return [custom.get(i) or _BUILTIN.get(i, "General") for i in xfs]
+    return [custom.get(i) or BUILTIN_FORMATS.get(i, "General") for i in xfs]
+
+
+#: what openpyxl's ``is_date_format`` strips before it looks for date letters: quoted literals and
+#: bracketed parts (colours, locales, conditions) except elapsed-time ``[h]``/``[mm]``/``[s]``
+_FORMAT_IGNORED = re.compile(r'".*?"|\[(?!hh?\]|mm?\]|ss?\])[^\]]*\]')
+_DATE_LETTER = re.compile(r"(?<![_\\])[dmhysDMHYS]")
 
 
 @lru_cache(maxsize=256)
 def is_date_format(fmt: str) -> bool:
-    from openpyxl.styles.numbers import is_date_format as _is_date
-
-    return bool(_is_date(fmt))
+    """True when openpyxl reads a number in this format as a date or time: the first section,
+    literals and bracketed parts removed, holds a date/time letter not escaped by ``\\`` or ``_``."""
+    first = fmt.split(";")[0]
+    return _DATE_LETTER.search(_FORMAT_IGNORED.sub("", first)) is not None
 
 
 def value(cell: XCell | None, strings: dict[int, str], formats: tuple[str, ...]) -> tuple[object, str, str]:
