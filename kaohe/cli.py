@@ -49,18 +49,27 @@ def cmd_templates(args) -> int:
 
 def cmd_validate(args) -> int:
     from kaohe.outputs import write_feedback_xlsx
-    from kaohe.pipeline import parse_stage, read_stage, validate_stage
+    from kaohe.pipeline import display_names, parse_stage, read_stage, validate_stage
 
     catalog, registry = _catalog_and_registry(args)
-    files = []
+    listed = []
     for f in args.files:
         p = Path(f)
-        files.extend(sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p])
-    missing = [str(p) for p in files if not p.is_file()]
+        listed.extend(sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p])
+    missing = [str(p) for p in listed if not p.is_file()]
     if missing:
         print("找不到文件: " + "、".join(missing), file=sys.stderr)
         return 2
-    reads = read_stage(files, catalog, registry)
+    files, seen = [], set()
+    for p in listed:  # a file listed twice (by itself and in its folder, say) is checked once
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            files.append(p)
+    if len(files) < len(listed):
+        print(f"有 {len(listed) - len(files)} 个文件被重复列出,每个文件只校验一次。")
+    # files from several folders may share a name: each is then called by its folder too
+    reads = read_stage(files, catalog, registry, names=display_names(files))
     intake = validate_stage(reads, parse_stage(reads, catalog, registry), catalog, registry)
     n_bad = 0
     for r in reads:
@@ -78,7 +87,8 @@ def cmd_validate(args) -> int:
         if args.feedback:
             fb = Path(args.feedback)
             fb.mkdir(parents=True, exist_ok=True)
-            target = fb / f"{Path(r.file).stem}_退回意见.xlsx"
+            stem = r.file[: -len(Path(r.file).suffix)] if Path(r.file).suffix else r.file
+            target = fb / f"{stem.replace('/', '_')}_退回意见.xlsx"
             write_feedback_xlsx(target, r.file, label, problems, catalog)
     print(f"共 {len(reads)} 份,通过 {len(reads) - n_bad} 份,有问题 {n_bad} 份。")
     return 1 if n_bad else 0

@@ -16,7 +16,8 @@ import os
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,14 +62,52 @@ def list_submission_files(folder: str | Path) -> list[Path]:
 # ----------------------------------------------------------------- stages
 
 
-def read_stage(paths: list[Path], catalog: Catalog, registry: Registry, *, isolate: bool = True) -> list[ReadResult]:
+def read_stage(
+    paths: list[Path], catalog: Catalog, registry: Registry, *, isolate: bool = True, names: list[str] | None = None
+) -> list[ReadResult]:
     """One ReadResult per file, in order; a file can fail only as its own problem.
 
     ``isolate`` (the default, used by the CLI and the flow) reads each workbook in a
     child process with memory and time limits (:mod:`kaohe.isolation`); without it
     files are read in this process, with the same pre-flight checks but no limits.
+    ``names``: what to call each file (default: its file name), for files from several
+    folders (:func:`display_names`): validation and its messages know a file by this name.
     """
-    return ingest_stage(paths, catalog, registry, isolate=isolate)
+    reads = ingest_stage(paths, catalog, registry, isolate=isolate)
+    if names is not None:
+        assert len(names) == len(reads) and len(set(names)) == len(names), "one distinct name per file"
+        reads = [r if r.file == name else renamed(r, name) for r, name in zip(reads, names)]
+    return reads
+
+
+def display_names(paths: list[Path]) -> list[str]:
+    """A name for each of ``paths`` (distinct files), unique among them: its file name, or where
+    files from different folders share one, as many of their last folders as tell them apart
+    (``A/QX01_….xlsx``, ``B/QX01_….xlsx``). Validation knows a file by its name: two files
+    with one name would be taken for one."""
+    full = [Path(os.path.abspath(p)).parts for p in paths]
+    depth = [1] * len(paths)
+    while True:
+        names = ["/".join(parts[-d:]) for parts, d in zip(full, depth)]
+        clash = {n for n, k in Counter(names).items() if k > 1}
+        if not clash:
+            return names
+        grown = False
+        for i, n in enumerate(names):
+            if n in clash and depth[i] < len(full[i]):
+                depth[i] += 1
+                grown = True
+        if not grown:
+            raise ValueError(f"the same file given twice: {sorted(clash)}")
+
+
+def renamed(read: ReadResult, name: str) -> ReadResult:
+    """``read`` as if its file were called ``name``: the result, its problems and its submission."""
+    out = replace(read, file=name, problems=[replace(p, file=name) for p in read.problems])
+    sub = read.submission
+    if sub is not None:
+        out.submission = replace(sub, file=name, problems=[replace(p, file=name) for p in sub.problems])
+    return out
 
 
 def batches(items: list, workers: int, *, smallest: int = 10, largest: int = 100, shrink: bool = True) -> list[list]:

@@ -200,3 +200,45 @@ def test_identity_cells(identity, expected):
     got = sorted((p.code, p.cell, p.field) for p in found["b.xlsx"])
     assert got == sorted(expected)
     assert all(p.file == "b.xlsx" and p.sheet == "自评表" for p in found["b.xlsx"])
+
+
+def test_validate_files_of_one_name_from_two_folders(mini_catalog, registry, clean_values, tmp_path, capsys):
+    """`kaohe validate A/x.xlsx B/x.xlsx`: two files, each known by its folder too, neither taken
+    for the other; as two files of one unit both are duplicates; each gets its own 退回意见; a
+    file listed twice (by itself and in its folder) is checked once."""
+    bad = dict(clean_values["QX02"])
+    bad[("A03", "lectures")] = "两次"
+    (a := tmp_path / "A").mkdir()
+    (b := tmp_path / "B").mkdir()
+    [fa] = write_submissions(mini_catalog, registry, {"QX02": bad}, a)
+    [fb_] = write_submissions(mini_catalog, registry, {"QX02": clean_values["QX02"]}, b)
+    assert fa.name == fb_.name
+    reg_path = tmp_path / "registry.csv"
+    reg_path.write_bytes((GOLDEN / "registry.csv").read_bytes())
+    feedback = tmp_path / "feedback"
+    code = main(["validate", "--catalog", str(DATA / "mini_catalog.yaml"), "--registry", str(reg_path), "--feedback", str(feedback), str(fa), str(b), str(fb_)])
+    out = capsys.readouterr().out
+    assert code == 1
+    na, nb = f"A/{fa.name}", f"B/{fb_.name}"
+    assert "重复列出" in out and out.count(f"✗ {na}") == 1 and out.count(f"✗ {nb}") == 1
+    # the planted mistake is A's alone
+    a_lines = out.split(f"✗ {na}")[1].split("✗")[0]
+    b_lines = out.split(f"✗ {nb}")[1].split("共")[0]
+    assert Code.NOT_A_NUMBER.value in a_lines and Code.NOT_A_NUMBER.value not in b_lines
+    assert Code.DUPLICATE_UNIT.value in a_lines and Code.DUPLICATE_UNIT.value in b_lines
+    assert sorted(p.name for p in feedback.iterdir()) == sorted(f"{n[:-5].replace('/', '_')}_退回意见.xlsx" for n in (na, nb))
+
+    reads = P.read_stage([fa, fb_], mini_catalog, registry, names=P.display_names([fa, fb_]))
+    intake = P.validate_stage(reads, P.parse_stage(reads, mini_catalog, registry), mini_catalog, registry)
+    assert intake.file_state == {na: "duplicate", nb: "duplicate"}
+    assert {p.file for ps in intake.problems.values() for p in ps} == {na, nb}
+    assert all(p.file == na for p in intake.problems[na])
+
+
+def test_display_names(tmp_path):
+    paths = [tmp_path / "x" / "A" / "f.xlsx", tmp_path / "y" / "A" / "f.xlsx", tmp_path / "B" / "f.xlsx", tmp_path / "g.xlsx"]
+    assert P.display_names(paths) == ["x/A/f.xlsx", "y/A/f.xlsx", "B/f.xlsx", "g.xlsx"]
+    assert P.display_names(paths[2:]) == ["f.xlsx", "g.xlsx"]  # no clash: file names alone
+    assert P.display_names([tmp_path / "f.xlsx", tmp_path / "g.xlsx"]) == ["f.xlsx", "g.xlsx"]
+    with pytest.raises(ValueError):
+        P.display_names([tmp_path / "f.xlsx", tmp_path / "f.xlsx"])
