@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -216,29 +217,55 @@ def _build_schema(catalog: Catalog) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, checks=checks, strict=True, name=f"catalog {catalog.year}")
 
 
+def _value_columns(catalog: Catalog) -> tuple[list[str], list[str], dict[tuple[str, str], int]]:
+    """The frame's columns: the ``applies`` ones (bool), the value ones (object) and, for each
+    (item, field) of an entry, its value column's position."""
+    applies = [col(item.id, APPLIES) for item in catalog.items]
+    keys = [(item.id, key) for item in catalog.items for key in [f.key for f in item.fields] + [NA_KEY, REASON_KEY, EVIDENCE_KEY]]
+    return applies, [col(i, k) for i, k in keys], {k: j for j, k in enumerate(keys)}
+
+
 def submissions_frame(subs: list[Submission], catalog: Catalog, registry: Registry) -> pd.DataFrame:
-    """One row per submission, the schema's columns: built column by column (a row per unit as
-    a dict, then one ``where`` per column, took 2/3 of validation at 1,000 units)."""
-    columns = list(build_schema(catalog).columns)
-    applicable: dict[tuple, frozenset[str]] = {}
-    applies: list[frozenset[str]] = []
-    for s in subs:
+    """One row per submission, the schema's columns, values as parsed (Decimal or str; None where
+    a unit's template has no such cell or the cell is empty, never NaN).
+
+    Built as two blocks, not column by column: the units of one template have their entries in
+    the same order, so each unit's values go into its row of one object array in one step (a
+    Series per column and a lookup per column and unit took ~0.1 s of the serial validation
+    at 1,000 units)."""
+    applies_cols, value_cols, position = _value_columns(catalog)
+    n = len(subs)
+    index = pd.Index([s.file for s in subs], dtype=object)
+    item_index = {item.id: k for k, item in enumerate(catalog.items)}
+    applies = np.zeros((n, len(applies_cols)), dtype=bool)
+    rows: dict[tuple, np.ndarray] = {}
+    for i, s in enumerate(subs):
         unit = registry.get(s.unit_id)
         key = (unit.group, unit.tags)
-        if key not in applicable:
-            applicable[key] = frozenset(i.id for i in catalog.applicable_items(unit.group, unit.tags))
-        applies.append(applicable[key])
-    index = pd.Index([s.file for s in subs], dtype=object)
-    entries = [s.entries for s in subs]
-    data: dict[str, pd.Series] = {}
-    for item in catalog.items:
-        data[col(item.id, APPLIES)] = pd.Series([item.id in a for a in applies], index=index, dtype=bool)
-        for key in [f.key for f in item.fields] + [NA_KEY, REASON_KEY, EVIDENCE_KEY]:
-            k = (item.id, key)  # Submission.value, inlined: 280,000 calls at 1,000 units
-            values = [None if (e := es.get(k)) is None else e.value for es in entries]
-            # object, not the str dtype pandas would infer; None where missing, never NaN
-            data[col(item.id, key)] = pd.Series(values, index=index, dtype=object)
-    return pd.DataFrame(data, index=index, columns=columns, copy=False)
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = np.zeros(len(applies_cols), dtype=bool)
+            row[[item_index[it.id] for it in catalog.applicable_items(unit.group, unit.tags)]] = True
+        applies[i] = row
+    values = np.full((n, len(value_cols)), None, dtype=object)
+    #: per order of entry keys (one per template), where each entry's value goes
+    places: dict[tuple, tuple[np.ndarray, np.ndarray | None]] = {}
+    for i, s in enumerate(subs):
+        order = tuple(s.entries)
+        found = places.get(order)
+        if found is None:
+            at = [position.get(k, -1) for k in order]
+            keep = np.array([j >= 0 for j in at], dtype=bool)
+            found = places[order] = (np.array([j for j in at if j >= 0], dtype=np.intp), None if keep.all() else keep)
+        cols, keep = found
+        vals = np.empty(len(order), dtype=object)  # element by element: a value is never split or converted
+        vals[:] = [e.value for e in s.entries.values()]
+        values[i, cols] = vals if keep is None else vals[keep]
+    frame = pd.concat(
+        [pd.DataFrame(applies, index=index, columns=applies_cols, copy=False), pd.DataFrame(values, index=index, columns=value_cols, dtype=object, copy=False)],
+        axis=1,
+    )
+    return frame[list(build_schema(catalog).columns)]
 
 
 @dataclass(frozen=True)

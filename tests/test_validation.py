@@ -242,3 +242,52 @@ def test_display_names(tmp_path):
     assert P.display_names([tmp_path / "f.xlsx", tmp_path / "g.xlsx"]) == ["f.xlsx", "g.xlsx"]
     with pytest.raises(ValueError):
         P.display_names([tmp_path / "f.xlsx", tmp_path / "f.xlsx"])
+
+
+def _frame_column_by_column(subs, catalog, registry):
+    """The submissions frame as it was first built, one Series per column: the reference."""
+    import pandas as pd
+
+    from kaohe.layout import EVIDENCE_KEY, NA_KEY, REASON_KEY
+    from kaohe.schemas import validation as V
+
+    index = pd.Index([s.file for s in subs], dtype=object)
+    data = {}
+    for item in catalog.items:
+        applies = []
+        for s in subs:
+            unit = registry.get(s.unit_id)
+            applies.append(item.id in {i.id for i in catalog.applicable_items(unit.group, unit.tags)})
+        data[V.col(item.id, V.APPLIES)] = pd.Series(applies, index=index, dtype=bool)
+        for key in [f.key for f in item.fields] + [NA_KEY, REASON_KEY, EVIDENCE_KEY]:
+            data[V.col(item.id, key)] = pd.Series([s.value(item.id, key) for s in subs], index=index, dtype=object)
+    return pd.DataFrame(data, index=index, columns=list(V.build_schema(catalog).columns))
+
+
+def test_submissions_frame_is_the_column_by_column_frame(tmp_path):
+    """The frame built in two blocks holds, cell for cell and type for type, what one Series per
+    column holds: the bundled year (two groups, tags, 不适用, rejected cells) with planted mistakes."""
+    import pandas as pd
+
+    from kaohe.catalog import load_catalog
+    from kaohe.paths import bundled
+    from kaohe.schemas import validation as V
+
+    b = bundled(2025)
+    catalog = load_catalog(b.catalog)
+    base = load_registry(b.registry, catalog)
+    registry, planted = generate(catalog, base, tmp_path, seed=5, with_mistakes=True)
+    files = sorted((tmp_path / "submissions").iterdir()) + sorted(b.submissions.iterdir())
+    reads = P.read_stage(files, catalog, registry, isolate=False, names=P.display_names(files))
+    subs = P.parse_stage(reads, catalog, registry)
+    assert len(subs) > 60 and planted
+    got, want = V.submissions_frame(subs, catalog, registry), _frame_column_by_column(subs, catalog, registry)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert list(got.dtypes) == list(want.dtypes)
+    for c in want.columns:  # the values themselves: Decimal stays Decimal, None stays None (never NaN)
+        assert [type(v) for v in got[c]] == [type(v) for v in want[c]], c
+    # with a unit whose entries come in another order, and one entry the catalog does not know
+    s = subs[0]
+    shuffled = {("ZZ99", "x"): next(iter(s.entries.values()))} | dict(reversed(list(s.entries.items())))
+    odd = [type(s)(s.unit_id, "odd.xlsx", s.sha256, shuffled, s.identity, s.problems)] + subs[1:5]
+    pd.testing.assert_frame_equal(V.submissions_frame(odd, catalog, registry), _frame_column_by_column(odd, catalog, registry), check_exact=True)
