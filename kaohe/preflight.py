@@ -238,6 +238,8 @@ class Package:
     parts: dict[str, bytes] = field(default_factory=dict)
     #: the workbook part (lower case)
     workbook: str = ""
+    #: the shared strings, parsed when first wanted (or why they could not be)
+    _sst: "X.SharedStrings | X.XmlRefused | None" = field(default=None, repr=False)
 
     def open(self, part: str):
         return self.zf.open(self.infos[part])
@@ -257,10 +259,19 @@ class Package:
         return found if found is not None else self.zf.read(self.infos[part])
 
     def strings(self, wanted: set[int]) -> dict[int, str]:
-        """The shared strings with the given indices."""
+        """The shared strings with the given indices; the part is parsed once per package (the
+        fingerprint and the input sheet both ask), and refused the same way each time."""
         if not wanted or not self.shared_strings or self.shared_strings not in self.infos:
             return {}
-        return X.shared_strings(self.read(self.shared_strings), wanted)
+        if self._sst is None:
+            try:
+                self._sst = X.SharedStrings(self.read(self.shared_strings))
+            except X.XmlRefused as exc:
+                self._sst = exc
+                raise
+        if isinstance(self._sst, X.XmlRefused):
+            raise self._sst
+        return self._sst.get(wanted)
 
     def number_formats(self) -> tuple[str, ...]:
         """Each cell style's number format (styles.xml, cellXfs order); () without styles."""

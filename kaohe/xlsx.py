@@ -1052,22 +1052,36 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
 # ------------------------------------------------------------------ strings and styles
 
 
+class SharedStrings:
+    """A shared-strings part (sharedStrings.xml, already bounded), parsed once: the text of any
+    string item by its index, each built when first asked for.
+
+    A workbook saved by Excel, WPS or LibreOffice keeps all its texts there (the template's and
+    the unit's), ~180 KB for a form: the fingerprint and the input sheet each want some of them,
+    and parsing the part for each took ~2/3 of reading such a file (issue 8)."""
+
+    def __init__(self, data: bytes):
+        root = parse(data)
+        self._items = [el for el in root if local(el.tag) == "si"]
+        self._texts: dict[int, str] = {}
+
+    def get(self, wanted: set[int]) -> dict[int, str]:
+        """The texts of the string items with the given indices (those the part has)."""
+        items, texts, out = self._items, self._texts, {}
+        for i in wanted:
+            if 0 <= i < len(items):
+                text = texts.get(i)
+                if text is None:
+                    text = texts[i] = _text(items[i])
+                out[i] = text
+        return out
+
+
 def shared_strings(data: bytes, wanted: set[int]) -> dict[int, str]:
     """The shared strings with the given indices (``data``: sharedStrings.xml, already bounded)."""
     if not wanted:
         return {}
-    out: dict[int, str] = {}
-    top = max(wanted)
-    i = -1
-    for si in parse(data):
-        if local(si.tag) != "si":
-            continue
-        i += 1
-        if i in wanted:
-            out[i] = _text(si)
-        if i >= top:
-            break
-    return out
+    return SharedStrings(data).get(wanted)
 
 
 #: Excel's built-in number formats (ECMA-376 18.8.30), as openpyxl 3.1 gives them
