@@ -107,6 +107,8 @@ def parse(data: bytes) -> Element:
     except ParseError as exc:
         line, col = exc.position if exc.position else (0, 0)
         raise XmlRefused(Code.XML_MALFORMED, line, col) from None
+    except LookupError:  # an encoding no codec knows, declared by the part: not XML we can read
+        raise XmlRefused(Code.XML_MALFORMED) from None
 
 
 _CELL_START = re.compile(rb'<(?:[A-Za-z_][\w.\-]*:)?c\s[^>]*?\br="([A-Za-z]{1,3}[0-9]{1,7})"')
@@ -1053,28 +1055,109 @@ def plain_pass(scan: SheetScan, data: bytes) -> bool:
 
 
 class SharedStrings:
-    """A shared-strings part (sharedStrings.xml, already bounded), parsed once: the text of any
+    """A shared-strings part (sharedStrings.xml, already bounded), read once: the text of any
     string item by its index, each built when first asked for.
 
-    A workbook saved by Excel, WPS or LibreOffice keeps all its texts there (the template's and
-    the unit's), ~180 KB for a form: the fingerprint and the input sheet each want some of them,
-    and parsing the part for each took ~2/3 of reading such a file (issue 8)."""
+    A workbook saved by Excel, WPS or LibreOffice keeps all its texts there, the template's and
+    the unit's (~180 KB for a form; after LibreOffice the template's texts are rich-text runs).
+    Most items are the same bytes in every unit's file, so a plain part is not built into a tree:
+    once expat has proved it well-formed, it is cut into its ``<si>`` items by their bytes, an
+    item ``<t>text</t>`` is read from its bytes, and any other item is parsed alone, its text
+    remembered by its bytes (issue 8). A part that is not plain (a prefixed element, comments,
+    CDATA, carriage returns, another encoding, an item that is not ``<si>...</si>``, anything
+    between the items) is parsed whole, as before; both ways give :func:`_text` of each item
+    (``tests/test_shared_strings.py`` holds them equal on every kind of item and on mutations)."""
 
     def __init__(self, data: bytes):
-        root = parse(data)
-        self._items = [el for el in root if local(el.tag) == "si"]
+        plain = _plain_items(data)
+        self._root, self._blocks = plain if plain is not None else (b"", None)
+        self._items: list[Element] = []
+        if self._blocks is None:
+            root = parse(data)  # refuses a DOCTYPE or a part that is not well-formed
+            self._items = [el for el in root if local(el.tag) == "si"]
         self._texts: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._blocks) if self._blocks is not None else len(self._items)
 
     def get(self, wanted: set[int]) -> dict[int, str]:
         """The texts of the string items with the given indices (those the part has)."""
-        items, texts, out = self._items, self._texts, {}
+        texts, out, n = self._texts, {}, len(self)
         for i in wanted:
-            if 0 <= i < len(items):
+            if 0 <= i < n:
                 text = texts.get(i)
                 if text is None:
-                    text = texts[i] = _text(items[i])
+                    text = texts[i] = _item_text(self._root, self._blocks[i]) if self._blocks is not None else _text(self._items[i])
                 out[i] = text
         return out
+
+
+_SST_HEAD = re.compile(
+    rb'(?:\xef\xbb\xbf)?(?:<\?xml(?P<decl>[^<>]*)\?>)?[ \t\r\n]*'
+    rb'(?P<root><sst(?:[ \t\r\n]+[^\s=<>]+[ \t\r\n]*=[ \t\r\n]*(?:"[^"<]*"|\'[^\'<]*\'))*[ \t\r\n]*>)'
+)
+_SST_TAIL = re.compile(rb"[ \t\n]*</sst>[ \t\n]*")
+_ENCODING = re.compile(rb'encoding[ \t\r\n]*=[ \t\r\n]*["\']([^"\']*)["\']')
+_ITEM_PLAIN = re.compile(rb'<t(?: xml:space="preserve")?>([^<]*)</t>')
+#: an item of rich-text runs, each a plain <t> after optional properties that are empty elements
+#: (as Excel, WPS and LibreOffice write them; LibreOffice splits a text by script into runs)
+_ITEM_RUNS = re.compile(
+    rb'(?:<r>(?:<rPr>(?:<[A-Za-z]+(?:[ \t\n]+[A-Za-z]+[ \t\n]*=[ \t\n]*"[^"<]*")*[ \t\n]*/>)*</rPr>)?'
+    rb'<t(?: xml:space="preserve")?>[^<]*</t></r>)+'
+)
+#: an item's text by its bytes, for items that are not one plain <t> (the template's rich texts:
+#: the same bytes in every file its writer saved)
+_ITEM_TEXTS: dict[bytes, str] = {}
+_ITEM_KEPT_BYTES = 2048
+
+
+def _plain_items(data: bytes) -> tuple[bytes, list[bytes]] | None:
+    """A plain part's root start tag and the contents of its ``<si>`` items in order; None when
+    the part is not plain or not well-formed (then :class:`SharedStrings` parses it whole, and
+    refuses it as before).
+
+    Plain: after the root tag no markup but elements (no comment, CDATA, processing instruction
+    or DOCTYPE), no carriage return (a parser turns CR LF into LF), UTF-8, well-formed, and the
+    root's content is ``<si>...</si>`` items and nothing else. An item cannot hold another
+    ``</si>`` (it would close it), so the items are the pieces between their end tags."""
+    head = _SST_HEAD.match(data)
+    if head is None:
+        return None
+    pos = head.end()
+    if data.find(b"<!", pos) >= 0 or data.find(b"<?", pos) >= 0 or data.find(b"\r", pos) >= 0 or any(m in data for m in _DTD_MARKS):
+        return None
+    enc = _ENCODING.search(head.group("decl") or b"")
+    if enc is not None and enc.group(1).lower() not in (b"utf-8", b"utf8"):
+        return None
+    if not _well_formed(data):
+        return None
+    pieces = data[pos:].split(b"</si>")
+    if not _SST_TAIL.fullmatch(pieces.pop()):
+        return None
+    items = []
+    for piece in pieces:
+        if piece[:4] != b"<si>":
+            return None  # something between two items (whitespace, another element, a prefixed si)
+        items.append(piece[4:])
+    return head.group("root"), items
+
+
+def _item_text(root: bytes, block: bytes) -> str:
+    """:func:`_text` of one ``<si>`` item of a plain part, from its bytes: a plain ``<t>`` directly,
+    any other item parsed inside the part's own root tag (its namespace declarations), once per
+    distinct bytes (the text depends on the item's bytes alone: local names, no prefixes)."""
+    m = _ITEM_PLAIN.fullmatch(block)
+    if m is not None:
+        return xml_text(m.group(1))
+    if len(block) > _ITEM_KEPT_BYTES:
+        return _rich_text(root, block)
+    return remembered(_ITEM_TEXTS, block, lambda: _rich_text(root, block), at_most=4096)
+
+
+def _rich_text(root: bytes, block: bytes) -> str:
+    if _ITEM_RUNS.fullmatch(block):  # the runs' texts (their properties hold none)
+        return "".join(xml_text(t) for t in _ITEM_PLAIN.findall(block))
+    return _text(parse(root + b"<si>" + block + b"</si></sst>")[0])
 
 
 def shared_strings(data: bytes, wanted: set[int]) -> dict[int, str]:
