@@ -442,7 +442,8 @@ def snapshot_tree(dest: Path) -> dict:
     Other people edit the same working tree while a long benchmark runs: an edit in the middle
     would make the stages, the flow runs and (through the code and PDF cache keys) the re-run
     measure different code. The copy has the installed layout (flows/ and schemas/ as
-    ``kaohe.flows`` and ``kaohe.schemas``); every child (fork server, pools) inherits sys.path.
+    ``kaohe.flows`` and ``kaohe.schemas``); every child (fork server, pools) imports it through
+    ``PYTHONPATH``.
     """
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "kaohe", dest / "kaohe", ignore=ignore)
@@ -464,6 +465,13 @@ def snapshot_tree(dest: Path) -> dict:
 
     compiled = compileall.compile_dir(str(dest / "kaohe"), quiet=1, workers=1)
     sys.path.insert(0, str(dest))
+    # ... and in every process started from here: on Python 3.11 a fork server neither runs
+    # __main__ nor takes this process's sys.path (multiprocessing drops both), so the readers'
+    # and the layout workers' fork server imported the installed kaohe, not this copy
+    os.environ["PYTHONPATH"] = str(dest) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+    # and it starts with "python -c", whose sys.path begins with the working directory: run from
+    # the checkout, that is the checkout's kaohe (the command line's paths were made absolute)
+    os.chdir(dest)
     return {"path": str(dest), "sha256": h.hexdigest()[:16], "bytecode": "compiled" if compiled else "compile failed"}
 
 
@@ -1194,6 +1202,18 @@ def environment_info() -> dict:
     return info
 
 
+def fork_server_kaohe() -> str | None:
+    """Where the readers' fork server (which the layout workers share) imported kaohe from:
+    asked after the runs, so that no stage finds the server started by this question."""
+    try:
+        from kaohe.isolation import _context
+
+        with _context().Pool(1) as pool:
+            return str(Path(pool.apply(eval, ("__import__('kaohe').__file__",))).resolve().parent)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 # ======================================================================= main
 
 
@@ -1225,6 +1245,11 @@ def parse_args(argv=None):
                    help="import kaohe from the checkout itself, not from a copy taken at the start (edits during the run then count)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
+    # absolute: with a snapshot the benchmark runs in the snapshot's folder (snapshot_tree)
+    for name in ("out", "json", "corpus"):
+        if getattr(a, name):
+            setattr(a, name, os.path.abspath(getattr(a, name)))
+    a.with_json = [os.path.abspath(x) for x in a.with_json]
     if a.smoke:
         a.units = a.units or [20]
         a.raw = a.flow = False
@@ -1284,6 +1309,9 @@ def main(argv=None) -> int:
                 shutil.rmtree(work / f"scratch-{n}", ignore_errors=True)
             write_json()
             gc.collect()
+        report["environment"]["kaohe_imported_from_fork_server"] = found = fork_server_kaohe()
+        if snap and found is not None and Path(found) != (Path(snap["path"]) / "kaohe").resolve():
+            raise CheckFailed(f"the readers' fork server imported kaohe from {found}, not from the snapshot {snap['path']}")
         report["scaling"] = scaling(earlier + report["runs"])
         summary = summarise(report["runs"] + [r for r in earlier if r["units"] not in {x["units"] for x in report["runs"]}], report["scaling"])
         report["summary"] = summary
