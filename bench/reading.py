@@ -80,9 +80,13 @@ def measure(corpus: Path) -> dict:
     files = P.list_submission_files(corpus / "submissions")
     from kaohe.isolation import _context
 
-    warm = _context().Process(target=os.getpid)  # answered once the server has imported kaohe
-    warm.start()
-    warm.join()
+    ctx = _context()
+    with ctx.Pool(1) as pool:  # answered once the server has imported kaohe; and from where
+        reader_kaohe = pool.apply(eval, ("__import__('kaohe').__file__",))
+    import kaohe
+
+    if Path(reader_kaohe).resolve() != Path(kaohe.__file__).resolve():
+        raise RuntimeError(f"the readers imported kaohe from {reader_kaohe}, this process from {kaohe.__file__}")
     cpu0, t0 = _tree_cpu_s(), time.perf_counter()
     reads = P.ingest_stage(files, catalog, registry, cache=None, workers=os.cpu_count())
     t1 = time.perf_counter()
@@ -178,8 +182,11 @@ def main(argv=None) -> int:
     try:
         for rep in range(a.repeat):
             for name, corpus in corpora.items():
+                # the checkout's kaohe in the measuring process and in its readers' fork server, which
+                # takes neither the parent's sys.path nor (with -P) the working directory: PYTHONPATH
+                env = {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
                 proc = subprocess.run([sys.executable, "-P", str(Path(__file__).resolve()), "--measure", str(corpus)],
-                                      capture_output=True, text=True, timeout=3600, cwd=str(REPO))
+                                      capture_output=True, text=True, timeout=3600, cwd=str(REPO), env=env)
                 if proc.returncode != 0:
                     print(f"reading: {name} run {rep + 1} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
                     return 1
