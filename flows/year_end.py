@@ -320,8 +320,12 @@ def _render(run: Path, results, cat: Catalog, intake, settings, previous, watch,
     from kaohe.insight import indicator_diagnostics
     from kaohe.report import jobs as J
     from kaohe.report.office import write_diagnostics_xlsx
+    from kaohe.report.render import subsetting_note
     from kaohe.report.slim import document_results
 
+    note = subsetting_note()
+    if note:
+        progress().echo(note)
     global _POOL
     settings = settings.resolved(cat)
     diagnostics = indicator_diagnostics(results, cat)

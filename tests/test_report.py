@@ -452,3 +452,30 @@ def test_renders_on_a_machine_without_any_system_font(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     fonts = subprocess.run(["pdffonts", str(out)], capture_output=True, text=True, check=True).stdout.splitlines()[2:]
     assert fonts and all("Kaohe-Sans-SC" in line for line in fonts)
+
+
+@allow_weasyprint_warnings
+def test_weasyprint_fonttools_notice_is_dropped_and_said_once_in_chinese(monkeypatch):
+    """Without HarfBuzz-Subset WeasyPrint warns once per document and weight (54 lines in one
+    bundled run): kaohe drops that notice, and only that one, and says it once, in Chinese."""
+    import weasyprint.text.ffi as ffi
+
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = seen.append  # type: ignore[method-assign]
+    weasy = logging.getLogger("weasyprint")
+    weasy.addHandler(handler)
+    try:
+        weasy.warning('Using fontTools instead of HarfBuzz-Subset for font "%s". This will be unsupported', "Kaohe Sans SC")
+        weasy.warning("another warning")
+    finally:
+        weasy.removeHandler(handler)
+    assert [r.getMessage() for r in seen] == ["another warning"]
+    R.subsetting_note.cache_clear()
+    monkeypatch.setattr(ffi, "harfbuzz_subset", None)
+    note = R.subsetting_note()
+    assert note and "libharfbuzz-subset0" in note and "结果相同" in note
+    R.subsetting_note.cache_clear()
+    monkeypatch.setattr(ffi, "harfbuzz_subset", object())
+    assert R.subsetting_note() is None
+    R.subsetting_note.cache_clear()

@@ -47,6 +47,37 @@ FONT_FILES = {400: FONTS / "KaoheSansSC-Regular.ttf", 700: FONTS / "KaoheSansSC-
 
 log = logging.getLogger("kaohe.report")
 
+#: WeasyPrint says this once per document and font weight on a machine without HarfBuzz-Subset
+#: (Debian's libharfbuzz-subset0, not a pip package): fonts are subset with fontTools instead,
+#: the same PDF in about twice the layout time (shared/STACK.md). Dozens of identical English
+#: warnings in the office's terminal: kaohe drops them and says it once (:func:`subsetting_note`).
+_FONTTOOLS_NOTICE = "Using fontTools instead of HarfBuzz-Subset"
+
+
+class _DropSubsetNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_FONTTOOLS_NOTICE)
+
+
+_weasyprint_log = logging.getLogger("weasyprint")
+if not any(isinstance(f, _DropSubsetNotice) for f in _weasyprint_log.filters):
+    _weasyprint_log.addFilter(_DropSubsetNotice())
+
+
+@lru_cache(maxsize=1)
+def subsetting_note() -> str | None:
+    """What to tell the office, once, when WeasyPrint must subset fonts with fontTools (in the
+    run log here; ``kaohe run`` also prints it): None when HarfBuzz-Subset is there."""
+    try:
+        from weasyprint.text.ffi import harfbuzz_subset
+    except ImportError:  # pragma: no cover - another WeasyPrint layout
+        return None
+    if harfbuzz_subset is not None:
+        return None
+    note = "本机未安装 HarfBuzz 字体子集库(Debian/Ubuntu:apt-get install libharfbuzz-subset0),PDF 排版改用较慢的方式,约慢一倍,结果相同"
+    log.info("%s", note)
+    return note
+
 
 class ReportError(RunError):
     """A document could not be rendered (e.g. it asked for a resource outside the package)."""
@@ -301,6 +332,7 @@ def render_run(
     ``cache_root``, a scorecard or letter whose HTML is unchanged since an earlier
     run is copied from the PDF cache. ``on_done(n)`` is called as documents finish.
     """
+    subsetting_note()
     from collections import deque
     from itertools import islice
 
