@@ -819,7 +819,7 @@ def bench_one(n: int, args, sampler: Sampler, work: Path, out_root: Path, state:
     if args.flow:
         flow = run_flow(n, args, data, out_root, f, state, catalog, registry, run, log)
     if args.flow_process:
-        flow["process"] = run_flow_process(n, args, data, out_root, f, registry, run, state.get("snapshot"), log)
+        flow["process"] = run_flow_process(n, args, data, out_root, f, registry, run, log)
 
     res["stages"] = [s.as_dict() for s in m.stages]
     res["reference_stages"] = [s.as_dict() for s in x.stages]
@@ -892,7 +892,7 @@ def run_flow(n: int, args, data: Path, out_root: Path, f: Meter, state: dict, ca
     return info
 
 
-def run_flow_process(n: int, args, data: Path, out_root: Path, f: Meter, registry, stage_run: Path, snapshot: dict | None, log) -> dict:
+def run_flow_process(n: int, args, data: Path, out_root: Path, f: Meter, registry, stage_run: Path, log) -> dict:
     """`kaohe run` exactly as an office runs it: a fresh ``python -m kaohe.cli run`` process on the
     corpus's workbooks (no cache), its process tree sampled like every stage. Its memory is the
     run's own: the in-process flow runs carry this benchmark's residue (the stages' and reference
@@ -909,9 +909,7 @@ def run_flow_process(n: int, args, data: Path, out_root: Path, f: Meter, registr
            "--registry", str(data / "registry.csv"), "--submissions", str(data / "submissions"),
            "--components", str(data / "components.csv"), "--draws", str(args.draws), "--seed", str(args.seed),
            "--out", str(out), "--no-cache", "--quiet"]
-    env = dict(os.environ)
-    if snapshot:  # the same code as the stages: the copy taken at the start
-        env["PYTHONPATH"] = snapshot["path"] + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = dict(os.environ)  # with a snapshot, PYTHONPATH names it (snapshot_tree): the same code as the stages
     log(f"[N={n}] flow: `kaohe run` in a fresh process …")
 
     def kaohe_run() -> tuple[int, str, str]:

@@ -46,9 +46,12 @@ FORM_SHEET = "自评表"
 
 def _tree_cpu_s() -> float:
     """CPU seconds of this process and every descendant alive or reaped by one that is alive
-    (the readers are children of the fork server, which reaps them)."""
+    (the readers are children of the fork server, which reaps them): utime, stime, cutime, cstime."""
+    from bench.bench import _subtree
+
     tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
+    cpu: dict[int, float] = {}
+    kids: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -56,13 +59,9 @@ def _tree_cpu_s() -> float:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / tick)
-    todo, total = [os.getpid()], 0.0
-    while todo:
-        pid = todo.pop()
-        total += stats.get(pid, (0, 0.0))[1]
-        todo.extend(p for p, (parent, _) in stats.items() if parent == pid)
-    return total
+        cpu[int(entry)] = sum(int(x) for x in fields[11:15]) / tick
+        kids.setdefault(int(fields[1]), []).append(int(entry))
+    return sum(cpu.get(p, 0.0) for p in _subtree(kids, os.getpid()))
 
 
 def measure(corpus: Path) -> dict:
@@ -78,14 +77,11 @@ def measure(corpus: Path) -> dict:
     catalog = load_catalog(bundled(2025).catalog)
     registry = load_registry(corpus / "registry.csv", catalog)
     files = P.list_submission_files(corpus / "submissions")
-    from kaohe.isolation import _context
-
-    ctx = _context()
-    with ctx.Pool(1) as pool:  # answered once the server has imported kaohe; and from where
-        reader_kaohe = pool.apply(eval, ("__import__('kaohe').__file__",))
     import kaohe
+    from bench.bench import fork_server_kaohe
 
-    if Path(reader_kaohe).resolve() != Path(kaohe.__file__).resolve():
+    reader_kaohe = fork_server_kaohe()  # answered once the server has imported kaohe: warm before the clock
+    if reader_kaohe is None or Path(reader_kaohe) != Path(kaohe.__file__).resolve().parent:
         raise RuntimeError(f"the readers imported kaohe from {reader_kaohe}, this process from {kaohe.__file__}")
     cpu0, t0 = _tree_cpu_s(), time.perf_counter()
     reads = P.ingest_stage(files, catalog, registry, cache=None, workers=os.cpu_count())

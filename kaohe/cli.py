@@ -87,8 +87,7 @@ def cmd_validate(args) -> int:
         if args.feedback:
             fb = Path(args.feedback)
             fb.mkdir(parents=True, exist_ok=True)
-            stem = r.file[: -len(Path(r.file).suffix)] if Path(r.file).suffix else r.file
-            target = fb / f"{stem.replace('/', '_')}_退回意见.xlsx"
+            target = fb / f"{Path(r.file).with_suffix('').as_posix().replace('/', '_')}_退回意见.xlsx"
             write_feedback_xlsx(target, r.file, label, problems, catalog)
     print(f"共 {len(reads)} 份,通过 {len(reads) - n_bad} 份,有问题 {n_bad} 份。")
     return 1 if n_bad else 0
