@@ -119,8 +119,11 @@ class _SharingPickler(pickle.Pickler):
         rebuild = obj.__reduce__()
         if len(self.sent) >= SHARED_AT_MOST or not isinstance(rebuild, tuple) or len(rebuild) != 2:
             return None
-        self.sent[id(obj)] = (len(self.sent), obj)
-        return ("new", *rebuild)
+        number = len(self.sent)
+        self.sent[id(obj)] = (number, obj)
+        # numbered before what rebuilds it is pickled, which may hold shared objects of its own
+        # (an Entry's EntryHead): those are numbered after it but rebuilt, on the other side, before it
+        return ("new", number, *rebuild)
 
 
 class _Receiver(pickle.Unpickler):
@@ -134,9 +137,12 @@ class _Receiver(pickle.Unpickler):
     def persistent_load(self, pid):
         if type(pid) is int:
             return self.received[pid]
-        _, rebuild, args = pid
+        _, number, rebuild, args = pid
         obj = rebuild(*args)
-        self.received.append(obj)
+        received = self.received
+        if number >= len(received):
+            received.extend([None] * (number + 1 - len(received)))
+        received[number] = obj
         return obj
 
 

@@ -34,7 +34,7 @@ from kaohe.registry import Registry
 from kaohe.review import ReviewRow, apply_review, check_components
 from kaohe.schemas.validation import validate_submissions
 from kaohe.scoring import UnitResult, score_unit, unscored
-from kaohe.submission import Entry, Submission, ingest_file, parse_submission
+from kaohe.submission import SHARED, Submission, ingest_file, parse_submission
 
 FILE_STATES = ("scored", "rejected", "duplicate", "unknown_unit", "not_a_workbook")
 
@@ -156,7 +156,7 @@ def ingest_batch(paths: list[Path], catalog: Catalog, registry: Registry, *, iso
     """Read and parse a batch of workbooks, one isolated child for the batch (reused file after
     file, replaced after a failure); results in order, each with its ``submission``."""
     if isolate:
-        return read_isolated(paths, catalog, registry, reader=ingest_file, workers=1, max_tasks_per_child=max(1, len(paths)), shared=(Entry,))
+        return read_isolated(paths, catalog, registry, reader=ingest_file, workers=1, max_tasks_per_child=max(1, len(paths)), shared=SHARED)
     return read_in_process(paths, catalog, registry, reader=ingest_file)
 
 
@@ -187,7 +187,7 @@ def ingest_stage(
     if isolate:
         # a fresh child every 500 files (~0.1 s each): what a child remembers between files
         # (kaohe.xlsx, reading, submission) stays well under its memory limit
-        fresh = read_isolated(todo, catalog, registry, reader=ingest_file, workers=n, max_tasks_per_child=READS_PER_CHILD, shared=(Entry,))
+        fresh = read_isolated(todo, catalog, registry, reader=ingest_file, workers=n, max_tasks_per_child=READS_PER_CHILD, shared=SHARED)
     else:
         fresh = read_in_process(todo, catalog, registry, reader=ingest_file)
     return ingest_finish(plan, [(i, r) for (i, _), r in zip(plan.todo, fresh)], cache)

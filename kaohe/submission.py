@@ -37,16 +37,49 @@ class Entry:
 
     def __reduce__(self):
         # A year holds ~150 entries per unit, each unpickled from a reader child: slots, and the
-        # template's strings (item, field, label, sheet, address) and short texts shared across
-        # units instead of copied into every one. Rebuilt through __init__, not the
-        # Python-level __setstate__ a frozen slots class would get.
-        return (_entry, (self.item_id, self.key, self.label, self.sheet, self.address, self.raw, self.value, self.note, self.rejected))
+        # template's strings (item, field, label, sheet, address) sent as one EntryHead, which a
+        # reader child sends once and then as its number (isolation._Sender: SHARED), instead of
+        # five strings to unpickle and intern in every entry; short texts shared across units.
+        # Rebuilt through __init__, not the Python-level __setstate__ a frozen slots class would get.
+        return (_entry, (_head_of(self), self.raw, self.value, self.note, self.rejected))
 
 
-def _entry(item_id, key, label, sheet, address, raw, value, note, rejected) -> Entry:
+class EntryHead(tuple):
+    """What an entry takes from the template: (item, field, label, sheet, address)."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (_entry_head, tuple(self))
+
+
+def _entry_head(item_id, key, label, sheet, address) -> EntryHead:
+    return EntryHead((intern(item_id), intern(key), intern(label), intern(sheet), intern(address)))
+
+
+#: one head per (item, field, label, sheet, address) seen in this process: the same object for
+#: every entry of that cell, so that a reader child sends it once
+_HEADS: dict[tuple, EntryHead] = {}
+
+
+def _head_of(e: "Entry") -> EntryHead:
+    key = (e.item_id, e.key, e.label, e.sheet, e.address)
+    head = _HEADS.get(key)
+    if head is None:
+        if len(_HEADS) >= 100_000:
+            _HEADS.clear()
+        head = _HEADS[key] = EntryHead(key)
+    return head
+
+
+def _entry(head: EntryHead, raw, value, note, rejected) -> Entry:
     if len(raw) <= 8:  # 是/否, grades, counts: the same few texts in every unit
         raw = intern(raw)
-    return Entry(intern(item_id), intern(key), intern(label), intern(sheet), intern(address), raw, value, note, rejected)
+    return Entry(*head, raw, value, note, rejected)
+
+
+#: the types a reader child sends once and then by number (``isolation.read_isolated(shared=)``)
+SHARED = (Entry, EntryHead)
 
 
 @dataclass

@@ -891,6 +891,37 @@ def test_a_message_that_failed_is_numbered_again():
     assert len(received) == 2
 
 
+def test_an_entry_and_its_head_arrive_as_sent():
+    """An Entry's EntryHead (item, field, label, sheet, address) is shared too: numbered after
+    its entry in the child, rebuilt before it here. Entries of one cell share one head, sent
+    once: each arrives equal, with the head's strings as the same objects in all of them."""
+    import multiprocessing as mp
+    from decimal import Decimal
+
+    from kaohe.isolation import _Receiver, _Sender
+    from kaohe.submission import SHARED, Entry
+
+    a, b = mp.Pipe()
+    sender, received = _Sender(a, SHARED), []
+    e1 = Entry("A1", "n", "数量", "自评表", "G7", "3", Decimal(3))
+    e2 = Entry("A1", "n", "数量", "自评表", "G7", "4", Decimal(4))  # the same cell, another value
+    e3 = Entry("A2", "n", "数量", "自评表", "G8", "4", Decimal(4))
+    sender.send(["x", e1])
+    first = _Receiver(b.recv_bytes(), received).load()
+    sender.send([e2, e1, e3, e2])
+    then = _Receiver(b.recv_bytes(), received).load()
+    assert first == ["x", e1] and then == [e2, e1, e3, e2]
+    assert then[1] is first[1] and then[0] is then[3]
+    assert then[0].label is first[1].label and then[0].address is first[1].address
+    assert then[2].address != then[0].address
+    assert len(received) == 5  # three entries, two heads
+    # a known head goes as its number: a new value of a known cell is smaller than one of a new cell
+    sender.send([Entry("A1", "n", "数量", "自评表", "G7", "5", Decimal(5))])
+    known = len(b.recv_bytes())
+    sender.send([Entry("A3", "n", "数量", "自评表", "G9", "5", Decimal(5))])
+    assert known + 20 < len(b.recv_bytes())
+
+
 def _entries_reader(path: Path, catalog, registry):
     """A reader whose result cannot be unpickled in the run's process (for the isolation tests)."""
     res = read_workbook(path, catalog, registry)
