@@ -405,7 +405,6 @@ def _macro_or_links(name: str, zf: zipfile.ZipFile) -> list[Problem]:
 
 _CELL_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?(?:c|comment)[\s/>]")
 _SI_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?si[\s/>]")
-_DTD_MARKS = X._DTD_MARKS
 
 
 #: parts already decompressed in this process, by everything that decides what ``ZipFile.read``
@@ -483,7 +482,7 @@ def _stream_parts(name: str, zf: zipfile.ZipFile, limits: Limits, keep: dict[str
             data = data.decode("utf-16", errors="replace").encode("utf-8")
         elif not data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
             continue
-        if any(m in data for m in _DTD_MARKS):
+        if X.declares_dtd(data):
             return [_problem(name, Code.XML_DTD, f"文件内部 {info.filename[:60]} 含有 DOCTYPE/实体声明(可被用于“实体膨胀”攻击),正常的 .xlsx 不含此内容,已拒收")]
         if keep is not None:
             keep[info.filename.lower()] = original

@@ -89,6 +89,12 @@ def element_bound(data: bytes) -> int:
     return len(_OPEN_TAG.findall(data))
 
 
+def declares_dtd(data: bytes) -> bool:
+    """Whether the bytes hold "<!DOCTYPE" or "<!ENTITY": a search for "!" first (one byte, memchr:
+    ~1 µs for a 100 KB sheet, against ~75 µs for the two patterns), and most parts have none."""
+    return b"!" in data and any(m in data for m in _DTD_MARKS)
+
+
 def parse(data: bytes) -> Element:
     """An ElementTree of ``data``; refuses any DOCTYPE (so no entity can be declared or expanded).
 
@@ -98,7 +104,7 @@ def parse(data: bytes) -> Element:
     Without a DOCTYPE, expat has no entity to expand and nothing external to fetch.
     """
     probe = data.decode("utf-16", errors="replace").encode("utf-8") if data.startswith((b"\xff\xfe", b"\xfe\xff")) else data
-    if any(m in probe for m in _DTD_MARKS):
+    if declares_dtd(probe):
         raise XmlRefused(Code.XML_DTD)
     parser = XMLParser()
     try:
@@ -281,7 +287,8 @@ class SheetScan:
         never, the exact pass alone, as the tests compare them)."""
         try:
             # every element starts with "<": the exact bound is only needed for a part that may be too big
-            if data.count(b"<") > self.limits.elements and element_bound(data) > self.limits.elements:
+            # (and a part shorter than the bound cannot hold more "<": not even counted)
+            if len(data) > self.limits.elements and data.count(b"<") > self.limits.elements and element_bound(data) > self.limits.elements:
                 self.add(Code.SHEET_ANOMALY, f"工作表内容异常庞大(超过 {self.limits.elements} 个元素),不是正常的自评表")
                 return
             if plain and self.area is not None and self.corner is None and plain_pass(self, data):
@@ -1124,7 +1131,7 @@ def _plain_items(data: bytes) -> tuple[bytes, list[bytes]] | None:
     if head is None:
         return None
     pos = head.end()
-    if data.find(b"<!", pos) >= 0 or data.find(b"<?", pos) >= 0 or data.find(b"\r", pos) >= 0 or any(m in data for m in _DTD_MARKS):
+    if data.find(b"<!", pos) >= 0 or data.find(b"<?", pos) >= 0 or data.find(b"\r", pos) >= 0 or declares_dtd(data):
         return None
     enc = _ENCODING.search(head.group("decl") or b"")
     if enc is not None and enc.group(1).lower() not in (b"utf-8", b"utf8"):
