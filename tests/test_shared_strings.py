@@ -136,3 +136,25 @@ def test_a_plain_libreoffice_part_is_read_from_its_bytes():
     finally:
         X.parse = real  # type: ignore[assignment]
     assert parsed == [] and got == reference(data) and got[7] == "填报单位:单位7"
+
+
+def test_items_are_remembered_per_namespace_context():
+    """An item proved well-formed is not parsed again in a part whose root declares the same
+    namespaces (only counts differ, as between two units' files), and is proved again under a
+    root that binds other prefixes: there it may not be well-formed, and is refused as the tree
+    refuses it."""
+    X.forget()
+    item = b'<si><t a:b="1">v</t></si>'
+    bound = sst(item, ITEMS[0], root=b"<sst " + MAIN + b' xmlns:a="urn:a" count="2" uniqueCount="2">')
+    assert fast(bound) == reference(bound) == ["v", "是"]
+    parsed = []
+    real = X._well_formed
+    X._well_formed = lambda d: parsed.append(d) or real(d)  # type: ignore[assignment]
+    try:
+        recount = sst(item, root=b"<sst " + MAIN + b' xmlns:a="urn:a" count="1" uniqueCount="1">')
+        assert fast(recount) == reference(recount) == ["v"]
+        assert parsed and not any(b"a:b" in d for d in parsed)  # the new head only
+        unbound = sst(item, root=b"<sst " + MAIN + b' count="1" uniqueCount="1">')
+        assert fast(unbound) == reference(unbound) and reference(unbound)[0] == "refused"
+    finally:
+        X._well_formed = real  # type: ignore[assignment]
