@@ -291,3 +291,32 @@ def test_submissions_frame_is_the_column_by_column_frame(tmp_path):
     shuffled = {("ZZ99", "x"): next(iter(s.entries.values()))} | dict(reversed(list(s.entries.items())))
     odd = [type(s)(s.unit_id, "odd.xlsx", s.sha256, shuffled, s.identity, s.problems)] + subs[1:5]
     pd.testing.assert_frame_equal(V.submissions_frame(odd, catalog, registry), _frame_column_by_column(odd, catalog, registry), check_exact=True)
+
+
+def test_validation_does_not_look_for_geopandas_on_every_column(mini_catalog, registry, clean_values, tmp_path):
+    """pandera's pandas engine imports geopandas for every column's dtype; where it is not
+    installed, kaohe answers that question once (schemas.validation._no_geopandas_probe)."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("geopandas") is not None:
+        pytest.skip("geopandas is installed: pandera's own check stands")
+    asked = []
+
+    class Finder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name.split(".")[0] == "geopandas":
+                asked.append(name)
+            return None
+
+    paths = write_submissions(mini_catalog, registry, clean_values, tmp_path)
+    reads = P.read_stage(paths, mini_catalog, registry, isolate=False)
+    subs = P.parse_stage(reads, mini_catalog, registry)
+    sys.meta_path.insert(0, Finder)
+    try:
+        intake = P.validate_stage(reads, subs, mini_catalog, registry)
+    finally:
+        sys.meta_path.remove(Finder)
+    assert len(intake.file_state) == len(paths) and "scored" in intake.file_state.values()
+    assert asked == []
