@@ -729,6 +729,10 @@ class SheetRead:
         cell = self.scan.cell(parse_ref(address)) if self.scan is not None else None
         return X.value(cell, self.strings, self.formats)
 
+    def token_value(self, tok: tuple) -> tuple[object, str, str]:
+        """:meth:`value` of the cell whose plain-pass token is ``tok`` (one of :meth:`raw_tokens`)."""
+        return X.value(X._token_cell(tok), self.strings, self.formats)
+
     def tokens(self, positions: tuple) -> tuple | None:
         """The plain pass's tokens at ``positions`` (None where a cell is absent); None when the
         exact pass read the sheet. Equal tokens are equal cells."""
