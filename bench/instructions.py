@@ -19,6 +19,7 @@ VM's drift.
     apt-get install valgrind
     python bench/instructions.py --corpus /tmp/reading-corpus/units-1000-seed2025 --files 200
     python bench/instructions.py --corpus DIR --tree /tmp/base --json base.json
+    python bench/instructions.py --smoke     # CI: the stages run (no valgrind, nothing counted)
 
 A corpus is a folder with ``registry.csv`` and ``submissions/`` (``bench/reading.py --corpus``
 writes them). Exit codes: 0 done, 1 a run failed, 2 valgrind is missing.
@@ -103,11 +104,27 @@ def main(argv=None) -> int:
     p.add_argument("--warm", type=int, default=50, help="workbooks read first in both runs (default 50)")
     p.add_argument("--tree", default=str(REPO), help="the checkout whose kaohe is measured (default: this one)")
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--smoke", action="store_true", help="CI: run every stage once on 4 generated workbooks, without valgrind")
     p.add_argument("--work", nargs=3, help=argparse.SUPPRESS)  # the measured child
     args = p.parse_args(argv)
     if args.work:
         corpus, n, upto = args.work
         work(Path(corpus), int(n), upto)
+        return 0
+    if args.smoke:
+        import tempfile
+
+        from kaohe.catalog import load_catalog
+        from kaohe.paths import bundled
+        from kaohe.registry import load_registry
+        from kaohe.sample import generate
+
+        year = bundled(2025)
+        catalog = load_catalog(year.catalog)
+        with tempfile.TemporaryDirectory(prefix="kaohe-instr-") as tmp:
+            generate(catalog, load_registry(year.registry, catalog), Path(tmp), units=4, seed=2025)
+            work(Path(tmp), 4, STAGES[-1])
+        print("instructions.py smoke: every stage ran on 4 workbooks")
         return 0
     if not args.corpus:
         p.error("--corpus is required")
