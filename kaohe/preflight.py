@@ -726,12 +726,12 @@ class SheetRead:
 
     def value(self, address: str) -> tuple[object, str, str]:
         """(value, data type, number format) of a cell by address (openpyxl's conventions)."""
-        cell = self.scan.cell(parse_ref(address)) if self.scan is not None else None
-        return X.value(cell, self.strings, self.formats)
+        return self.value_at(parse_ref(address))
 
-    def token_value(self, tok: tuple) -> tuple[object, str, str]:
-        """:meth:`value` of the cell whose plain-pass token is ``tok`` (one of :meth:`raw_tokens`)."""
-        return X.value(X._token_cell(tok), self.strings, self.formats)
+    def value_at(self, pos: tuple[int, int] | None) -> tuple[object, str, str]:
+        """:meth:`value` by (row, column), for a reader that has the position in hand."""
+        cell = self.scan.cell(pos) if self.scan is not None and pos is not None else None
+        return X.value(cell, self.strings, self.formats)
 
     def tokens(self, positions: tuple) -> tuple | None:
         """The plain pass's tokens at ``positions`` (None where a cell is absent); None when the

@@ -224,9 +224,9 @@ def _read_form(sheet: preflight.SheetRead, res: ReadResult, lay: L.Layout) -> No
         if tok is not None and tok[6] != b"s" and len(tok[0]) <= 256:  # (a long text does not recur)
             cell = known.get(tok[0])
             if cell is None:
-                cell = known[tok[0]] = RawCell(address, *sheet.token_value(tok))
+                cell = known[tok[0]] = RawCell(address, *sheet.value_at(pos))
         else:  # none, a shared string (its text is in another part), or a sheet the exact pass read
-            cell = RawCell(address, *sheet.value(address))
+            cell = RawCell(address, *sheet.value_at(pos))
         cells[address] = cell
 
 

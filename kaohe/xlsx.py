@@ -946,7 +946,7 @@ def forget() -> None:
     """Drop what the plain pass has learnt in this process (tests compare it warm and cold)."""
     global _PIECE_BYTES, _SST_PROVED_BYTES
     _PIECE_BYTES = _SST_PROVED_BYTES = 0
-    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _REFS, _OUTSIDE, _MERGES, _POS, _ROW_ATTRS, _SIGHTED, _FORMATS, _SST_PROVED, _SST_HEADS, _ITEM_TEXTS):
+    for memo in (_MEMOS, _HEADS, _PIECE_MEMOS, _REFS, _OUTSIDE, _MERGES, _POS, _ROW_ATTRS, _SIGHTED, _FORMATS, _SST_PROVED, _ITEM_TEXTS):
         memo.clear()
     for cached in (_merge_texts, _merge_plan):
         cached.cache_clear()
@@ -1157,8 +1157,6 @@ def _plain_items(data: bytes) -> tuple[bytes, list[bytes]] | None:
 _SST_PROVED: dict[bytes, set[bytes]] = {}
 _SST_PROVED_BYTES = 0
 _SST_KEPT_BYTES = 8 * 1024 * 1024
-#: the heads (declaration and root start tag) of shared-strings parts found well-formed
-_SST_HEADS: dict[bytes, bool] = {}
 
 
 def _namespace_root(root: bytes) -> bytes:
@@ -1182,17 +1180,16 @@ def _items_well_formed(head: bytes, root: bytes, pieces: list[bytes]) -> bool:
     and that nothing but the end tag follows the last); the cuts are at ASCII bytes, never inside a
     UTF-8 character."""
     global _SST_PROVED_BYTES
-    if len(head) > 4096:
-        return _well_formed(b"".join((head, b"</si>".join(pieces), b"</si></sst>" if pieces else b"</sst>")))
-    if not remembered(_SST_HEADS, head, lambda: _well_formed(head + b"</sst>")):
+    if not _well_formed(head + b"</sst>"):  # (its counts change from file to file: not remembered)
         return False
     context = _namespace_root(root)
-    proved = _SST_PROVED.get(context)
-    if proved is None:
-        proved = _SST_PROVED[context] = set()
+    kept = len(context) <= 4096  # an outlandish root: nothing remembered under it
+    proved = _SST_PROVED.setdefault(context, set()) if kept else set()
     novel = [p for p in pieces if p not in proved]
     if novel and not _well_formed(b"".join((context, b"</si>".join(novel), b"</si></sst>"))):
         return False
+    if not kept:
+        return True
     size = sum(map(len, novel))
     if _SST_PROVED_BYTES + size > _SST_KEPT_BYTES:
         _SST_PROVED.clear()
