@@ -291,7 +291,7 @@ class SheetScan:
             if len(data) > self.limits.elements and data.count(b"<") > self.limits.elements and element_bound(data) > self.limits.elements:
                 self.add(Code.SHEET_ANOMALY, f"工作表内容异常庞大(超过 {self.limits.elements} 个元素),不是正常的自评表")
                 return
-            if plain and self.area is not None and self.corner is None and plain_pass(self, data):
+            if plain and self.area is not None and self.corner is None and _plain_pass_or_false(self, data):
                 self.plain = True
                 return
             root = parse(data)
@@ -950,6 +950,16 @@ def forget() -> None:
         memo.clear()
     for cached in (_merge_texts, _merge_plan):
         cached.cache_clear()
+
+
+def _plain_pass_or_false(scan: SheetScan, data: bytes) -> bool:
+    """:func:`plain_pass`, False where it met bytes that are not UTF-8: it reads a cell's text
+    (a non-breaking space, an escape) before expat has proved the piece, and the exact pass
+    words that problem with its cell (P119), not the reader as a damaged file."""
+    try:
+        return plain_pass(scan, data)
+    except UnicodeDecodeError:
+        return False
 
 
 def plain_pass(scan: SheetScan, data: bytes) -> bool:

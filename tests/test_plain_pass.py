@@ -1060,6 +1060,18 @@ def test_a_row_judged_from_its_reference(bases, area, text):
     assert p.plain == (text in (b"a&amp;b", "全角１２".encode(), b" ", b""))
 
 
+@pytest.mark.parametrize("text", [b"a&amp;\xffb", b"\xc2\xa0\xff", b"_x\xff"], ids=["amp", "nbsp-lead", "escape"])
+def test_bytes_not_utf8_in_a_text_the_plain_pass_reads(bases, area, text):
+    """The plain pass reads a cell's text before expat proves the piece where it may hold a
+    non-breaking space, an entity or an escape: bytes there that are not UTF-8 are refused as
+    the exact pass refuses them (P119 at the cell), warm and cold, not let out as a decoding error."""
+    sheet, strings = bases["openpyxl"]
+    target = next(r for r in _rows(sheet) if re.search(rb'<c r="G[0-9]+"[^>]*t="inlineStr"><is><t>', r))
+    edit = sheet.replace(target, re.sub(rb'(<c r="G[0-9]+"[^>]*t="inlineStr"><is><t>)[^<]*', lambda m: m.group(1) + text, target, count=1))
+    p, e = differential(edit, area, strings, base=sheet)
+    assert not p.plain and e.error is not None and e.error[:2] == (X.XmlRefused, Code.XML_MALFORMED)
+
+
 def _warm_verdicts(base: bytes, data: bytes, area, strings: Strings) -> list:
     """What :func:`kaohe.xlsx._by_reference` said of each piece of ``data`` it was asked about,
     after ``base`` was read twice (True: a meaning)."""
